@@ -1,0 +1,198 @@
+package maildir
+
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/imapctl/imapctl/pkg/store"
+)
+
+// Delim is the hierarchy separator imapctl shows to IMAP clients. On disk,
+// Maildir++ joins levels with '.', as Dovecot does with its default layout.
+const Delim = '/'
+
+// maxNameLen bounds a mailbox name in bytes (UTF-8) and each encoded path
+// component (most filesystems allow 255 bytes per component).
+const (
+	maxNameLen      = 1000
+	maxComponentLen = 200
+	maxDepth        = 32
+)
+
+// ValidateName checks a UTF-8 mailbox name as given by a client and returns
+// its canonical form ("inbox" in any case becomes "INBOX"). It rejects names
+// that could escape the Maildir or that Maildir++ cannot represent.
+func ValidateName(name string) (string, error) {
+	bad := func(reason string) (string, error) {
+		return "", &store.NameError{Name: name, Reason: reason}
+	}
+	if name == "" {
+		return bad("empty name")
+	}
+	if len(name) > maxNameLen {
+		return bad("name too long")
+	}
+	if !utf8.ValidString(name) {
+		return bad("not valid UTF-8")
+	}
+	for _, r := range name {
+		switch {
+		case r == 0:
+			return bad("contains NUL")
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			return bad("contains a control character")
+		case r == '\\':
+			return bad(`contains a backslash`)
+		case r == '.':
+			return bad(`contains '.', which the Maildir++ layout uses as its level separator`)
+		case r == '*' || r == '%':
+			return bad("contains a LIST wildcard ('*' or '%')")
+		}
+	}
+	if strings.HasPrefix(name, string(Delim)) {
+		return bad("absolute names are not allowed")
+	}
+	parts := strings.Split(name, string(Delim))
+	if len(parts) > maxDepth {
+		return bad("hierarchy too deep")
+	}
+	for i, p := range parts {
+		if p == "" {
+			return bad("empty hierarchy level")
+		}
+		if len(encodeUTF7(p)) > maxComponentLen {
+			return bad("a hierarchy level is too long")
+		}
+		if i == 0 && strings.EqualFold(p, "INBOX") {
+			parts[0] = "INBOX"
+		}
+	}
+	if parts[0] == "INBOX" && len(parts) > 1 {
+		// INBOX/child is stored as a normal folder below the root; keep it.
+		return strings.Join(parts, string(Delim)), nil
+	}
+	return strings.Join(parts, string(Delim)), nil
+}
+
+// dirName returns the Maildir++ directory (relative to the user's root) for
+// a validated mailbox name: "" for INBOX, ".Sent" for Sent,
+// ".&ZeVnLIqe-.&W1A-" for "日本語/子".
+func dirName(name string) string {
+	if name == "INBOX" {
+		return ""
+	}
+	parts := strings.Split(name, string(Delim))
+	for i, p := range parts {
+		parts[i] = encodeUTF7(p)
+	}
+	return "." + strings.Join(parts, ".")
+}
+
+// nameFromDir is the inverse of dirName for a directory entry of the user's
+// root. It reports false for entries that are not mailbox directories or
+// whose names cannot be decoded.
+func nameFromDir(dir string) (string, bool) {
+	if !strings.HasPrefix(dir, ".") || dir == "." || dir == ".." {
+		return "", false
+	}
+	parts := strings.Split(dir[1:], ".")
+	for i, p := range parts {
+		if p == "" {
+			return "", false
+		}
+		s, err := decodeUTF7(p)
+		if err != nil {
+			return "", false
+		}
+		parts[i] = s
+	}
+	name := strings.Join(parts, string(Delim))
+	if _, err := ValidateName(name); err != nil {
+		return "", false
+	}
+	return name, true
+}
+
+// Modified UTF-7 (RFC 3501 §5.1.3): printable ASCII stands for itself, '&'
+// is "&-", and other characters are UTF-16 in modified base64 between '&'
+// and '-', with ',' instead of '/'.
+var b64 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)
+
+func encodeUTF7(s string) string {
+	var b strings.Builder
+	var run []uint16
+	flush := func() {
+		if len(run) == 0 {
+			return
+		}
+		buf := make([]byte, 2*len(run))
+		for i, u := range run {
+			buf[2*i] = byte(u >> 8)
+			buf[2*i+1] = byte(u)
+		}
+		b.WriteByte('&')
+		b.WriteString(b64.EncodeToString(buf))
+		b.WriteByte('-')
+		run = run[:0]
+	}
+	for _, r := range s {
+		if r >= 0x20 && r <= 0x7e {
+			flush()
+			if r == '&' {
+				b.WriteString("&-")
+			} else {
+				b.WriteRune(r)
+			}
+			continue
+		}
+		run = utf16.AppendRune(run, r)
+	}
+	flush()
+	return b.String()
+}
+
+var errUTF7 = errors.New("invalid modified UTF-7")
+
+func decodeUTF7(s string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < 0x20 || c > 0x7e {
+			return "", errUTF7
+		}
+		if c != '&' {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		end := strings.IndexByte(s[i+1:], '-')
+		if end < 0 {
+			return "", errUTF7
+		}
+		enc := s[i+1 : i+1+end]
+		i += end + 2
+		if enc == "" {
+			b.WriteByte('&')
+			continue
+		}
+		raw, err := b64.DecodeString(enc)
+		if err != nil || len(raw)%2 != 0 {
+			return "", errUTF7
+		}
+		u := make([]uint16, len(raw)/2)
+		for j := range u {
+			u[j] = uint16(raw[2*j])<<8 | uint16(raw[2*j+1])
+		}
+		for _, r := range utf16.Decode(u) {
+			if r == utf8.RuneError || (r >= 0x20 && r <= 0x7e) {
+				// Printable ASCII must not be encoded (RFC 3501 §5.1.3).
+				return "", errUTF7
+			}
+			b.WriteRune(r)
+		}
+	}
+	return b.String(), nil
+}
