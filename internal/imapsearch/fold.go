@@ -2,6 +2,7 @@ package imapsearch
 
 import (
 	"bytes"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -63,9 +64,48 @@ func appendFold(dst, src []byte, final bool) (out []byte, consumed int) {
 	return dst, i
 }
 
+// appendFoldString appends the folded form of s to dst.
+func appendFoldString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			dst = append(dst, asciiFold[c])
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		dst = utf8.AppendRune(dst, foldRune(r))
+		i += size
+	}
+	return dst
+}
+
 func foldString(s string) []byte {
-	out, _ := appendFold(make([]byte, 0, len(s)), []byte(s), true)
-	return out
+	return appendFoldString(make([]byte, 0, len(s)), s)
+}
+
+// shortHaystack is the length up to which containsFolded compares rune by
+// rune; longer strings are folded into a pooled buffer and searched with
+// bytes.Contains, which is linear where the rune-wise loop is quadratic.
+const shortHaystack = 256
+
+var foldPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// containsFolded reports whether sub, whose folded form is folded, is within
+// s under simple case folding.
+func containsFolded(s, sub string, folded []byte) bool {
+	if len(folded) == 0 {
+		return true
+	}
+	if len(s) <= shortHaystack {
+		return containsFold(s, sub)
+	}
+	bp := foldPool.Get().(*[]byte)
+	buf := appendFoldString((*bp)[:0], s)
+	found := bytes.Contains(buf, folded)
+	*bp = buf
+	foldPool.Put(bp)
+	return found
 }
 
 // containsFold reports whether substr is within s under simple case folding,

@@ -23,7 +23,10 @@
 //     first Date: header field (in the header's own zone). A message without a
 //     parseable Date: header matches no SENT* criterion (but NOT SENT* does).
 //   - LARGER and SMALLER compare RFC822.SIZE strictly. A zero value means the
-//     criterion is absent, as in imap.SearchCriteria.
+//     criterion is absent, as in imap.SearchCriteria. (go-imap v2.0.0-beta.8
+//     loses a SMALLER key that is followed by LARGER or a date key at the same
+//     level while parsing, because SearchCriteria.And takes the other side's
+//     zero Smaller as a bound; such criteria reach Match without it.)
 //   - Flags and keywords are compared case-insensitively. \Recent is never set
 //     on any message: FLAG/RECENT/NEW never match, UNKEYWORD \Recent and OLD
 //     always do.
@@ -33,29 +36,39 @@
 //     encoded words in any charset known to go-message's charset package (a
 //     value that cannot be decoded is searched as is). An empty string matches
 //     every message that has the field. Field names are case-insensitive.
-//   - BODY searches the message body: every text/* part and every message/*
-//     part, after undoing the Content-Transfer-Encoding (base64,
-//     quoted-printable) and converting the part's charset to UTF-8. Parts of
-//     other types (images, application/*, ...) are not searched, like an IMAP
+//   - BODY searches the message body: every text/* and message/* part,
+//     after undoing the Content-Transfer-Encoding (base64, quoted-printable)
+//     and converting text/* parts from their charset to UTF-8. Parts of other
+//     types (images, application/*, ...) are not searched, like an IMAP
 //     server without a full-text index that only looks at text. A
 //     message/rfc822 (or message/global) part is parsed recursively: the
 //     decoded header fields of the embedded message and its text parts are
-//     searched. A part with an unknown charset or transfer encoding is searched
-//     as raw bytes. multipart/* without a boundary is searched as text.
-//   - TEXT searches the top-level header (each field as "Name: decoded value")
-//     and the body as BODY does.
+//     searched. In multipart/digest, parts without Content-Type are
+//     message/rfc822. A part with an unknown charset or transfer encoding is
+//     searched as raw bytes; multipart/* without a boundary is searched as
+//     text; multipart preambles and epilogues are not searched. Decoding is
+//     lenient: base64 ignores characters outside its alphabet, and
+//     quoted-printable accepts lines longer than RFC 2045 allows.
+//   - TEXT searches the top-level header (each field as "Name: decoded value",
+//     read from Message.Open rather than Message.Header) and the body as BODY
+//     does.
 //   - Case-insensitive means Unicode simple case folding, the equivalence of
 //     strings.EqualFold, so "réunion" finds "RÉUNION" and "strasse" does not
 //     find "straße" (no full folding or normalization). Invalid UTF-8 is
 //     treated as U+FFFD. A match never spans two parts or two header fields.
 //     An empty BODY or TEXT string matches every message.
 //   - A malformed message never makes the search fail: parsing stops where
-//     the structure breaks and what was read so far counts. Errors returned
-//     by Message.Header, Message.Open and by reading the message propagate.
+//     the structure breaks and what was read so far counts (a top-level
+//     header that cannot be parsed, or that exceeds 1 MiB, leaves nothing to
+//     search). Errors returned by Message.Header, Message.Open and by reading
+//     the message propagate, wrapped with the message UID.
+//   - Criteria that cannot be evaluated here are errors: an unresolved
+//     SEARCHRES marker (ErrSearchRes) and MODSEQ (ErrModSeq).
 //
-// Memory use of a BODY or TEXT search does not depend on the message size:
-// decoded text streams through a fixed window that keeps the longest search
-// string's length of overlap between reads.
+// Memory use of a BODY or TEXT search does not depend on the size of the
+// message bodies: decoded text streams through a fixed window that keeps the
+// longest search string's length of overlap between reads. Header fields
+// (of the message, of parts and of embedded messages) are parsed in memory.
 package imapsearch
 
 import (
@@ -172,7 +185,7 @@ func Compile(c *imap.SearchCriteria) (*Matcher, error) {
 	if c == nil {
 		c = &imap.SearchCriteria{}
 	}
-	cp := compiler{index: make(map[needleKey]int)}
+	var cp compiler
 	root, err := cp.node(c)
 	if err != nil {
 		return nil, err
@@ -217,8 +230,9 @@ func optionalCivil(t time.Time) civil {
 }
 
 type headerCrit struct {
-	key   string
-	value string // as given by the client, compared with containsFold
+	key    string
+	value  string // as given by the client
+	folded []byte // folded value
 }
 
 type node struct {
@@ -264,6 +278,9 @@ func (cp *compiler) needleIndex(s string, text bool) int {
 	if i, ok := cp.index[k]; ok {
 		return i
 	}
+	if cp.index == nil {
+		cp.index = make(map[needleKey]int)
+	}
 	i := len(cp.needles)
 	cp.needles = append(cp.needles, needleSpec{folded: []byte(k.folded), text: text})
 	cp.index[k] = i
@@ -306,7 +323,7 @@ func (cp *compiler) node(c *imap.SearchCriteria) (*node, error) {
 		n.cost = costHeader
 	}
 	for _, h := range c.Header {
-		n.header = append(n.header, headerCrit{key: h.Key, value: h.Value})
+		n.header = append(n.header, headerCrit{key: h.Key, value: h.Value, folded: foldString(h.Value)})
 	}
 	for _, s := range c.Body {
 		if s != "" {
@@ -548,20 +565,20 @@ func (e *evaluator) evalHeader(n *node) (bool, error) {
 		}
 	}
 	for _, hc := range n.header {
-		if !headerMatches(h, hc.key, hc.value) {
+		if !headerMatches(h, hc) {
 			return false, nil
 		}
 	}
 	return true, nil
 }
 
-// headerMatches reports whether some occurrence of field key has a decoded
-// value containing value (case-insensitively).
-func headerMatches(h *textproto.Header, key, value string) bool {
-	if isToken(key) {
-		fields := h.FieldsByKey(key)
+// headerMatches reports whether some occurrence of the field has a decoded
+// value containing the criterion's value (case-insensitively).
+func headerMatches(h *textproto.Header, hc headerCrit) bool {
+	if isToken(hc.key) {
+		fields := h.FieldsByKey(hc.key)
 		for fields.Next() {
-			if value == "" || containsFold(decodeText(fields.Value()), value) {
+			if containsFolded(decodeText(fields.Value()), hc.value, hc.folded) {
 				return true
 			}
 		}
@@ -571,8 +588,8 @@ func headerMatches(h *textproto.Header, key, value string) bool {
 	// stored verbatim: compare them case-insensitively one by one.
 	fields := h.Fields()
 	for fields.Next() {
-		if strings.EqualFold(fields.Key(), key) &&
-			(value == "" || containsFold(decodeText(fields.Value()), value)) {
+		if strings.EqualFold(fields.Key(), hc.key) &&
+			containsFolded(decodeText(fields.Value()), hc.value, hc.folded) {
 			return true
 		}
 	}

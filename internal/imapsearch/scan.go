@@ -1,19 +1,33 @@
 package imapsearch
 
 import (
+	"bufio"
+	"encoding/base64"
 	"errors"
 	"io"
+	"mime"
+	"mime/quotedprintable"
 	"strings"
 
-	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/textproto"
 )
 
-// maxDepth bounds the nesting of multipart and message/rfc822 parts that are
-// descended into; deeper parts are not searched.
-const maxDepth = 32
+const (
+	// maxDepth bounds the nesting of multipart and message/rfc822 parts that
+	// are descended into; deeper parts are not searched.
+	maxDepth = 32
+	// maxHeaderBytes bounds the header of the message and of embedded
+	// messages; a larger header ends the search of that entity.
+	maxHeaderBytes = 1 << 20
+)
 
-// errDone stops the scan once every needle has been found.
-var errDone = errors.New("imapsearch: every string found")
+var (
+	// errDone stops the scan once every needle has been found.
+	errDone = errors.New("imapsearch: every string found")
+
+	errHeaderTooBig = errors.New("imapsearch: header too large")
+)
 
 // recordingReader remembers the first error of the underlying reader other
 // than io.EOF, which tells I/O failures apart from malformed content.
@@ -27,6 +41,28 @@ func (r *recordingReader) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF && r.err == nil {
 		r.err = err
 	}
+	return n, err
+}
+
+// headerLimitReader fails once more than n bytes are read while limited.
+type headerLimitReader struct {
+	r       io.Reader
+	n       int64
+	limited bool
+}
+
+func (r *headerLimitReader) Read(p []byte) (int, error) {
+	if !r.limited {
+		return r.r.Read(p)
+	}
+	if r.n <= 0 {
+		return 0, errHeaderTooBig
+	}
+	if int64(len(p)) > r.n {
+		p = p[:r.n]
+	}
+	n, err := r.r.Read(p)
+	r.n -= int64(n)
 	return n, err
 }
 
@@ -50,7 +86,8 @@ func newScanner(needles []needleSpec, maxLen int) *scanner {
 }
 
 // scanMessage searches the raw message r. Malformed content ends the search
-// silently (what was read so far counts); read errors are returned.
+// of the affected part silently (what was read so far counts); read errors
+// are returned.
 func (s *scanner) scanMessage(r io.Reader) error {
 	if s.done() {
 		return nil
@@ -75,18 +112,19 @@ func (s *scanner) soft(err error) error {
 // entity parses a header followed by a body: the message itself (top) or an
 // embedded message/rfc822 part.
 func (s *scanner) entity(r io.Reader, depth int, top bool) error {
-	ent, err := message.Read(r)
-	if ent == nil {
+	lr := &headerLimitReader{r: r, n: maxHeaderBytes, limited: true}
+	br := bufio.NewReader(lr)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
 		return s.soft(err)
 	}
-	// An unknown charset or transfer encoding still yields a readable
-	// entity, whose body is then searched undecoded.
+	lr.limited = false
 	if !top || s.textLeft() {
-		if err := s.header(ent.Header, top); err != nil {
+		if err := s.header(&h, top); err != nil {
 			return err
 		}
 	}
-	return s.part(ent, depth, false)
+	return s.part(&h, br, depth, false)
 }
 
 // textLeft reports whether some TEXT needle has not been found yet.
@@ -105,13 +143,13 @@ func (s *scanner) textLeft() bool {
 // header searches every field as "Name: decoded value", one segment per
 // field. The top-level header is only searched for TEXT needles; the header
 // of an embedded message is part of the body.
-func (s *scanner) header(h message.Header, top bool) error {
+func (s *scanner) header(h *textproto.Header, top bool) error {
 	fields := h.Fields()
 	for fields.Next() {
 		s.begin(top)
-		s.buf, _ = appendFold(s.buf, []byte(fields.Key()), true)
+		s.buf = appendFoldString(s.buf, fields.Key())
 		s.buf = append(s.buf, ':', ' ')
-		s.buf, _ = appendFold(s.buf, []byte(decodeText(fields.Value())), true)
+		s.buf = appendFoldString(s.buf, decodeText(fields.Value()))
 		if s.end() {
 			return errDone
 		}
@@ -119,38 +157,37 @@ func (s *scanner) header(h message.Header, top bool) error {
 	return nil
 }
 
-// part searches one entity according to its media type.
-func (s *scanner) part(ent *message.Entity, depth int, inDigest bool) error {
-	mt, params, err := ent.Header.ContentType()
-	switch {
-	case err != nil:
-		mt = "text/plain" // RFC 2045: an invalid Content-Type means text/plain
-	case inDigest && !ent.Header.Has("Content-Type"):
+// part searches the raw body of an entity according to its media type.
+func (s *scanner) part(h *textproto.Header, body io.Reader, depth int, inDigest bool) error {
+	mt, params := "text/plain", map[string]string(nil)
+	if v := h.Get("Content-Type"); v != "" {
+		// RFC 2045: an invalid Content-Type means text/plain.
+		if t, p, err := mime.ParseMediaType(v); err == nil {
+			mt, params = t, p
+		}
+	} else if inDigest {
 		mt = "message/rfc822" // RFC 2046 section 5.1.5
 	}
-	mt = strings.ToLower(mt)
 	switch {
 	case strings.HasPrefix(mt, "multipart/"):
-		if params["boundary"] == "" {
-			return s.text(ent.Body)
+		boundary := params["boundary"]
+		if boundary == "" {
+			return s.text(body)
 		}
 		if depth >= maxDepth {
 			return nil
 		}
-		mr := ent.MultipartReader()
-		if mr == nil {
-			return s.text(ent.Body)
-		}
+		mr := textproto.NewMultipartReader(body, boundary)
 		digest := mt == "multipart/digest"
 		for {
 			p, err := mr.NextPart()
 			if err == io.EOF {
 				return nil
 			}
-			if p == nil {
+			if err != nil {
 				return s.soft(err)
 			}
-			if err := s.part(p, depth+1, digest); err != nil {
+			if err := s.part(&p.Header, p, depth+1, digest); err != nil {
 				return err
 			}
 		}
@@ -158,11 +195,33 @@ func (s *scanner) part(ent *message.Entity, depth int, inDigest bool) error {
 		if depth >= maxDepth {
 			return nil
 		}
-		return s.entity(ent.Body, depth+1, false)
-	case strings.HasPrefix(mt, "text/") || strings.HasPrefix(mt, "message/"):
-		return s.text(ent.Body)
+		return s.entity(decodeTransfer(h, body), depth+1, false)
+	case strings.HasPrefix(mt, "text/"):
+		r := decodeTransfer(h, body)
+		if cs := strings.ToLower(params["charset"]); cs != "" && cs != "utf-8" && cs != "us-ascii" {
+			// An unknown charset is searched as raw bytes.
+			if cr, err := charset.Reader(cs, r); err == nil {
+				r = cr
+			}
+		}
+		return s.text(r)
+	case strings.HasPrefix(mt, "message/"):
+		return s.text(decodeTransfer(h, body))
 	default:
 		return nil // not text: not searched
+	}
+}
+
+// decodeTransfer undoes the Content-Transfer-Encoding of a body. Unknown
+// encodings are returned raw.
+func decodeTransfer(h *textproto.Header, body io.Reader) io.Reader {
+	switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
+	case "base64":
+		return base64.NewDecoder(base64.StdEncoding, &base64Filter{r: body})
+	case "quoted-printable":
+		return quotedprintable.NewReader(&qpLineBreaker{r: body})
+	default:
+		return body
 	}
 }
 
@@ -189,4 +248,91 @@ func (s *scanner) text(r io.Reader) error {
 			return s.soft(err)
 		}
 	}
+}
+
+// base64Filter drops every byte outside the base64 alphabet (line breaks,
+// stray spaces and garbage), as lenient mail readers do.
+type base64Filter struct {
+	r io.Reader
+}
+
+func (f *base64Filter) Read(p []byte) (int, error) {
+	for {
+		n, err := f.r.Read(p)
+		j := 0
+		for _, c := range p[:n] {
+			if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=' {
+				p[j] = c
+				j++
+			}
+		}
+		if j > 0 || err != nil {
+			return j, err
+		}
+	}
+}
+
+// qpMaxLine is the line length after which qpLineBreaker inserts a soft line
+// break. RFC 2045 allows 76 characters; longer lines exist in the wild, and
+// mime/quotedprintable fails on lines longer than its 4 KiB buffer.
+const qpMaxLine = 1000
+
+// qpLineBreaker inserts quoted-printable soft line breaks ("=\r\n") into
+// over-long lines, never inside an "=XX" escape or a CRLF, so that the
+// decoded text is unchanged.
+type qpLineBreaker struct {
+	r       io.Reader
+	buf     [4096]byte
+	pending []byte
+	err     error
+	line    int  // bytes since the last line feed
+	esc     int  // bytes of an "=XX" escape still to come
+	cr      bool // the last byte was a carriage return
+	insert  int  // bytes of "=\r\n" still to emit
+}
+
+func (b *qpLineBreaker) Read(p []byte) (int, error) {
+	const softBreak = "=\r\n"
+	n := 0
+	for n < len(p) {
+		if b.insert > 0 {
+			p[n] = softBreak[len(softBreak)-b.insert]
+			b.insert--
+			n++
+			continue
+		}
+		if len(b.pending) == 0 {
+			if n > 0 {
+				return n, nil
+			}
+			if b.err != nil {
+				return 0, b.err
+			}
+			m, err := b.r.Read(b.buf[:])
+			b.pending, b.err = b.buf[:m], err
+			continue
+		}
+		c := b.pending[0]
+		if b.line >= qpMaxLine && b.esc == 0 && !b.cr && c != '\n' {
+			b.insert = len(softBreak)
+			b.line = 0
+			continue
+		}
+		b.pending = b.pending[1:]
+		p[n] = c
+		n++
+		switch {
+		case c == '\n':
+			b.line = 0
+		default:
+			b.line++
+		}
+		b.cr = c == '\r'
+		if c == '=' {
+			b.esc = 2
+		} else if b.esc > 0 {
+			b.esc--
+		}
+	}
+	return n, nil
 }

@@ -19,7 +19,6 @@ import (
 // exercises the exact mapping from wire keys to criteria that the production
 // server sees.
 type wireParser struct {
-	t    testing.TB
 	conn net.Conn
 	r    *bufio.Reader
 	tag  int
@@ -34,7 +33,7 @@ type recordingSession struct {
 
 var errUnsupported = errors.New("not supported by the test session")
 
-func (s *recordingSession) Close() error                    { return nil }
+func (s *recordingSession) Close() error                          { return nil }
 func (s *recordingSession) Login(username, password string) error { return nil }
 func (s *recordingSession) Select(string, *imap.SelectOptions) (*imap.SelectData, error) {
 	return &imap.SelectData{UIDValidity: 1, UIDNext: 1}, nil
@@ -107,17 +106,17 @@ func newWireParser(t testing.TB) *wireParser {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &wireParser{t: t, conn: conn, r: bufio.NewReader(conn), got: got}
+	p := &wireParser{conn: conn, r: bufio.NewReader(conn), got: got}
 	t.Cleanup(func() {
 		conn.Close()
 		srv.Close()
 		wg.Wait()
 	})
-	if line := p.readLine(); !strings.HasPrefix(line, "* OK") {
-		t.Fatalf("greeting: %q", line)
+	if line, err := p.readLine(); err != nil || !strings.HasPrefix(line, "* OK") {
+		t.Fatalf("greeting: %q, %v", line, err)
 	}
-	p.command("LOGIN user pass")
-	p.command("SELECT INBOX")
+	p.command(t, "LOGIN user pass")
+	p.command(t, "SELECT INBOX")
 	return p
 }
 
@@ -125,23 +124,22 @@ type testLogger struct{ t testing.TB }
 
 func (l testLogger) Printf(format string, args ...any) { l.t.Logf(format, args...) }
 
-func (p *wireParser) readLine() string {
-	p.t.Helper()
+func (p *wireParser) readLine() (string, error) {
 	p.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	line, err := p.r.ReadString('\n')
 	if err != nil {
-		p.t.Fatalf("reading from server: %v", err)
+		return "", fmt.Errorf("reading from server: %w", err)
 	}
-	return strings.TrimRight(line, "\r\n")
+	return strings.TrimRight(line, "\r\n"), nil
 }
 
 // command sends one command line and returns the tagged status line, failing
 // the test unless it is OK.
-func (p *wireParser) command(cmd string) string {
-	p.t.Helper()
+func (p *wireParser) command(t testing.TB, cmd string) string {
+	t.Helper()
 	status, err := p.try(cmd)
 	if err != nil {
-		p.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return status
 }
@@ -153,7 +151,10 @@ func (p *wireParser) try(cmd string) (string, error) {
 		return "", err
 	}
 	for {
-		line := p.readLine()
+		line, err := p.readLine()
+		if err != nil {
+			return "", err
+		}
 		if rest, ok := strings.CutPrefix(line, tag+" "); ok {
 			if !strings.HasPrefix(rest, "OK") {
 				return "", fmt.Errorf("%s: %s", cmd, rest)
@@ -164,14 +165,14 @@ func (p *wireParser) try(cmd string) (string, error) {
 }
 
 // parse returns the criteria go-imap decodes from "SEARCH <keys>".
-func (p *wireParser) parse(keys string) *imap.SearchCriteria {
-	p.t.Helper()
-	p.command("SEARCH " + keys)
+func (p *wireParser) parse(t testing.TB, keys string) *imap.SearchCriteria {
+	t.Helper()
+	p.command(t, "SEARCH "+keys)
 	select {
 	case c := <-p.got:
 		return c
 	default:
-		p.t.Fatalf("SEARCH %s: session saw no criteria", keys)
+		t.Fatalf("SEARCH %s: session saw no criteria", keys)
 		return nil
 	}
 }

@@ -69,7 +69,8 @@
 //	i%8 == 5    keyword $MDNSent (unless i%10 == 1)
 //	i%12 == 7   keyword project-x (unless i%10 == 1)
 //
-// Messages in a folder named Drafts get \Draft and messages in Junk get $Junk.
+// Unless i%10 == 1, messages in a folder named Drafts get \Draft, messages
+// in Sent get \Seen and messages in Junk get $Junk.
 // \Recent is never used.
 //
 // Internal dates lie between 2005 and 2025 with whole-second precision; the
@@ -79,5 +80,9 @@
 // # Folders
 //
 // Message i is placed in Folders[i] for i < len(Folders), so a corpus with at
-// least as many messages as folders uses every folder.
+// least as many messages as folders uses every folder (with the standard
+// tree of 13 folders). The exception is the second message of a
+// dup-message-id pair, which always shares the folder of the first one.
+// Later messages go to the first folder (usually INBOX) 40% of the time and
+// to a random folder otherwise.
 package testmail

@@ -146,14 +146,37 @@ func (g *gen) pickPeople() {
 		// Make sure both From and To carry a non-ASCII display name:
 		// UTF-8 only (B encoded) in From, ISO-8859-1 representable (Q
 		// encoded) in To.
-		g.from = pick(r, unicodePeople)
+		if !g.isSentFolder() && !g.isDraftFolder() {
+			g.from = pick(r, unicodePeople)
+		} else {
+			g.to = append(g.to, pick(r, unicodePeople))
+		}
 		g.to = append(g.to, pick(r, latin1People))
 	}
+	g.to = dedupe(g.to, g.from)
 	if r.percent(25) {
 		for range r.between(1, 3) {
 			g.cc = append(g.cc, other())
 		}
+		g.cc = dedupe(g.cc, g.from, g.to...)
 	}
+}
+
+// dedupe removes repeated addresses from list and those already present in
+// exclude.
+func dedupe(list []person, exclude person, more ...person) []person {
+	seen := map[string]bool{exclude.addr: true}
+	for _, p := range more {
+		seen[p.addr] = true
+	}
+	out := list[:0]
+	for _, p := range list {
+		if !seen[p.addr] {
+			seen[p.addr] = true
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (g *gen) pickThread() {
@@ -396,11 +419,14 @@ func (g *gen) render() []byte {
 	return b.Bytes()
 }
 
-// firstName returns a short name for greetings and signatures.
+// firstName returns a short name for greetings and signatures. Names that
+// cannot be written in mode are replaced by the local part of the address.
 func firstName(p person, mode textMode) string {
 	name := p.name
 	if name == "" || (mode == modeASCII && !isASCII(name)) || (mode == modeLatin1 && !isLatin1(name)) {
-		return "all"
+		local, _, _ := strings.Cut(p.addr, "@")
+		local, _, _ = strings.Cut(local, ".")
+		return local
 	}
 	if i := strings.IndexAny(name, " ,"); i > 0 {
 		return name[:i]
@@ -417,7 +443,11 @@ func (g *gen) textLines(mode textMode, intro []string) []string {
 	if g.from == owner && len(g.to) > 0 {
 		greetTo = g.to[0]
 	}
-	lines = append(lines, fmt.Sprintf(pick(r, greetings), firstName(greetTo, mode)), "")
+	greetName := firstName(greetTo, mode)
+	if greetTo.name == "" || !isASCII(greetTo.name) && mode == modeASCII {
+		greetName = "all"
+	}
+	lines = append(lines, fmt.Sprintf(pick(r, greetings), greetName), "")
 	lines = append(lines, intro...)
 
 	var pool []string
@@ -748,7 +778,7 @@ func BigAttachment(seed int64, n int) Message {
 	g.to = []person{owner}
 
 	var b bytes.Buffer
-	b.Grow(n*4/3 + n/38 + 4096)
+	b.Grow((n+2)/3*4 + 2*((n+56)/57) + 4096)
 	writeHeader(&b, "Date", formatDate(r, g.sent))
 	writeHeader(&b, "From", g.formatAddr(g.from))
 	writeHeader(&b, "To", g.formatList(g.to))

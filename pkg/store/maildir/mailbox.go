@@ -826,3 +826,36 @@ func (m *Mailbox) MoveUIDs(ctx context.Context, uids []uint32, dest string) (src
 
 	return src[:len(dst)], dst, err
 }
+
+// FirstUnseen returns the UID of the first message without \Seen, or 0.
+func (m *Mailbox) FirstUnseen() uint32 {
+	b := m.b
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.unseen == 0 {
+		return 0
+	}
+	for i := range b.msgs {
+		if b.msgs[i].bits&bitSeen == 0 {
+			return b.msgs[i].uid
+		}
+	}
+	return 0
+}
+
+// DeletedSize returns the total size of messages flagged \Deleted.
+func (m *Mailbox) DeletedSize() int64 {
+	b := m.b
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var n int64
+	if b.deletedN == 0 {
+		return 0
+	}
+	for i := range b.msgs {
+		if b.msgs[i].bits&bitDeleted != 0 {
+			n += b.msgs[i].size
+		}
+	}
+	return n
+}
