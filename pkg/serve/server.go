@@ -64,6 +64,9 @@ type Config struct {
 	Logger         *slog.Logger
 	// NoSync disables fsync (tests and benchmarks only).
 	NoSync bool
+	// LoopbackIsRemote treats loopback clients like remote ones (no
+	// plaintext auth without TLS): for tests of that policy.
+	LoopbackIsRemote bool
 }
 
 // UserSpec is a user provisioned at start.
@@ -307,7 +310,7 @@ func (s *Server) addListener(ln net.Listener, implicitTLS bool) {
 				continue
 			}
 			delay = 0
-			loopback := isLoopback(c.RemoteAddr())
+			loopback := isLoopback(c.RemoteAddr()) && !s.cfg.LoopbackIsRemote
 			if implicitTLS {
 				c = tls.Server(c, s.tlsConf)
 			}
