@@ -112,7 +112,9 @@ type Bounds struct {
 }
 
 // Need reports which expensive inputs a criteria tree requires. Header means
-// Message.Header may be called, Body means Message.Open may be called.
+// Message.Header may be called (HEADER and the keys go-imap maps to it,
+// SENT*), Body means Message.Open may be called (BODY, TEXT; TEXT reads the
+// top-level header from the raw message too, so it does not need Header).
 type Need struct {
 	Header, Body bool
 }

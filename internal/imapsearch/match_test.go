@@ -600,3 +600,44 @@ func TestFoldRune(t *testing.T) {
 		}
 	}
 }
+
+// TestCompiledConcurrent shares one Matcher between goroutines (run with
+// -race).
+func TestCompiledConcurrent(t *testing.T) {
+	mt, err := Compile(&imap.SearchCriteria{
+		Or: [][2]imap.SearchCriteria{{
+			{Body: []string{"réunion"}},
+			{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: strings.Repeat("x", 300)}}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			msgs := fixtureMailbox()
+			var got []uint32
+			for _, m := range msgs {
+				ok, err := mt.Match(m, fixtureBounds(msgs))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if ok {
+					got = append(got, m.seq)
+				}
+			}
+			if !slices.Equal(got, []uint32{2, 3}) {
+				errs <- fmt.Errorf("got %v", got)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
