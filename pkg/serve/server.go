@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -504,5 +505,10 @@ func (l *chanListener) Addr() net.Addr { return l.addr }
 type imapLogger struct{ log *slog.Logger }
 
 func (l imapLogger) Printf(format string, args ...any) {
-	l.log.Debug(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if strings.Contains(msg, "panic") {
+		l.log.Error(msg)
+		return
+	}
+	l.log.Debug(msg)
 }
