@@ -168,22 +168,29 @@ func (d *base64Reader) Read(b []byte) (int, error) {
 		if d.eof {
 			break
 		}
-		// Fast path: decode whole quanta straight into b.
+		// Fast path: decode whole buffered quanta straight into b, skipping
+		// line breaks between them.
 		if d.n == 0 {
-			for len(b)-n >= 3 {
-				q, err := d.src.Peek(4)
-				if len(q) < 4 || err != nil {
+			buf, _ := d.src.Peek(d.src.Buffered())
+			i := 0
+			for n+3 <= len(b) && i < len(buf) {
+				if c := buf[i]; c == '\r' || c == '\n' {
+					i++
+					continue
+				}
+				if i+4 > len(buf) {
 					break
 				}
-				v0, v1, v2, v3 := base64Values[q[0]], base64Values[q[1]], base64Values[q[2]], base64Values[q[3]]
+				v0, v1, v2, v3 := base64Values[buf[i]], base64Values[buf[i+1]], base64Values[buf[i+2]], base64Values[buf[i+3]]
 				if (v0|v1|v2|v3)&0xc0 != 0 {
 					break
 				}
 				v := uint32(v0)<<18 | uint32(v1)<<12 | uint32(v2)<<6 | uint32(v3)
 				b[n], b[n+1], b[n+2] = byte(v>>16), byte(v>>8), byte(v)
 				n += 3
-				d.src.Discard(4)
+				i += 4
 			}
+			d.src.Discard(i)
 			if n == len(b) {
 				break
 			}

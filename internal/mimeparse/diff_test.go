@@ -145,7 +145,8 @@ func diffMessage(t *testing.T, raw []byte, m testMessage) {
 	}
 	for _, spec := range sectionSpecs {
 		item := parseSpec(t, spec)
-		if m.skipped(root, item.Part, item.Specifier) {
+		filtered := len(item.HeaderFields) > 0 || len(item.HeaderFieldsNot) > 0
+		if m.skipped(root, item.Part, item.Specifier) && !(filtered && !m.skippedPath(item.Part)) {
 			continue
 		}
 		rd, n, err := root.BodySection(r, item)
@@ -226,20 +227,40 @@ func diffMessage(t *testing.T, raw []byte, m testMessage) {
 	}
 }
 
-// skipped reports whether the section of path is a known divergence.
+// skipped reports whether the section is a known divergence: a path listed
+// in skipPaths, or a section made of a header that lacks its terminating
+// blank line (a header-only message, or a header cut by a delimiter):
+// go-imap re-serialises the header and appends the blank line, mimeparse
+// returns the raw bytes so that HEADER and TEXT add up to the whole.
 func (m *testMessage) skipped(root *Part, path []int, spec imap.PartSpecifier) bool {
+	if m.skippedPath(path) {
+		return true
+	}
+	e := root.Find(path)
+	if e == nil {
+		return false
+	}
+	if len(path) > 0 && e.Message != nil && spec == imap.PartSpecifierHeader {
+		e = e.Message
+	}
+	switch spec {
+	case imap.PartSpecifierHeader, imap.PartSpecifierMIME:
+	case imap.PartSpecifierNone:
+		if len(path) > 0 {
+			return false
+		}
+	default:
+		return false
+	}
+	h := e.RawHeader
+	return !bytes.HasSuffix(h, []byte("\n\n")) && !bytes.HasSuffix(h, []byte("\n\r\n")) && !bytes.Equal(h, []byte("\r\n")) && !bytes.Equal(h, []byte("\n"))
+}
+
+func (m *testMessage) skippedPath(path []int) bool {
 	ps := pathString(path)
 	for _, prefix := range m.skipPaths {
 		if ps == prefix || strings.HasPrefix(ps, prefix+".") {
 			return true
-		}
-	}
-	if m.rootHeaderDiffers && root.Find(path) == root {
-		switch spec {
-		case imap.PartSpecifierHeader, imap.PartSpecifierMIME:
-			return true
-		case imap.PartSpecifierNone:
-			return len(path) == 0
 		}
 	}
 	return false

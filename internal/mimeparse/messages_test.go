@@ -19,10 +19,6 @@ type testMessage struct {
 	// for which go-imap's answer is known to be wrong; they are asserted by
 	// the table tests instead.
 	skipPaths []string
-	// rootHeaderDiffers: go-imap re-serialises the top-level header
-	// differently from the raw bytes (for example it appends the blank line
-	// a header-only message lacks), so sections containing it are skipped.
-	rootHeaderDiffers bool
 	// skipStructure gives the reason BODYSTRUCTURE differs from go-imap.
 	skipStructure string
 }
@@ -270,6 +266,33 @@ GIF89a
 --rel--
 `
 
+const rfc822EdgeMsg = `Subject: rfc822 edge cases
+Content-Type: multipart/mixed; boundary=m
+
+--m
+Content-Type: message/rfc822
+
+Subject: empty body inner
+
+--m
+Content-Type: message/rfc822
+
+Subject: header cut by delimiter
+--m
+Content-Type: message/rfc822
+
+--m
+Content-Type: multipart/alternative; boundary=n
+
+--n
+Content-Type: message/rfc822
+
+Subject: deep
+
+--n--
+--m--
+`
+
 // messages returns the hand-written test messages, with the known and
 // justified differences from go-imap.
 func messages() []testMessage {
@@ -321,13 +344,15 @@ func messages() []testMessage {
 		missingClose,
 		lf(testMessage{name: "missing-close", raw: missingCloseMsg, skipPaths: missingClose.skipPaths, skipStructure: missingClose.skipStructure}),
 		{name: "empty-body", raw: crlf(emptyBodyMsg)},
-		{name: "header-only", raw: crlf(strings.TrimSuffix(headerOnlyMsg, "\n")), rootHeaderDiffers: true},
-		{name: "header-only-nl", raw: crlf(headerOnlyMsg), rootHeaderDiffers: true},
+		{name: "header-only", raw: crlf(strings.TrimSuffix(headerOnlyMsg, "\n"))},
+		{name: "header-only-nl", raw: crlf(headerOnlyMsg)},
 		digest,
 		topRFC822,
 		noBoundary,
 		emptyParts,
 		{name: "params", raw: crlf(paramsMsg)},
+		{name: "rfc822-edge", raw: crlf(rfc822EdgeMsg)},
+		lf(testMessage{name: "rfc822-edge", raw: rfc822EdgeMsg}),
 		lf(testMessage{name: "params", raw: paramsMsg}),
 	}
 }

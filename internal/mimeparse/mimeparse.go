@@ -9,6 +9,36 @@
 //
 // The raw bytes of the message are never rewritten: CRLF and bare-LF messages
 // both work, with offsets exact on the stored bytes.
+//
+// # Differences from go-imap's imapserver extractors
+//
+// On well-formed CRLF messages the answers are those of
+// imapserver.ExtractBodySection, ExtractBinarySection, ExtractBodyStructure
+// and ExtractEnvelope. They differ where go-imap is wrong or fails:
+//
+//   - Header bytes are returned raw. go-imap re-serialises headers (bare LF
+//     becomes CRLF, nameless fields are dropped, a missing blank line is
+//     added), so its BODY[] of a bare-LF message is not the stored message
+//     and does not match RFC822.SIZE. HEADER.FIELDS ends with the header's
+//     own blank line (CRLF, or LF in a bare-LF message).
+//   - Malformed input yields a best-effort answer where go-imap returns
+//     nothing: a multipart without closing delimiter (its last part runs to
+//     the end, final line break included), a part header ended by a
+//     delimiter line, header lines that are not fields (skipped).
+//   - A multipart without any part gets one synthetic text/plain child
+//     covering its body (go-imap's encoder panics on a multipart without
+//     children).
+//   - A part of a multipart/digest without Content-Type is message/rfc822
+//     in BODYSTRUCTURE too (RFC 2046 §5.1.5), and the digest default does
+//     not leak into the parts of an encapsulated message.
+//   - For a top-level message/rfc822, BODY[2] does not exist (go-imap
+//     treats it as BODY[1.2]).
+//   - BINARY decodes the transfer encoding only (RFC 3516), without charset
+//     conversion, leniently (go-imap fails on malformed base64 or
+//     quoted-printable), and reports an unknown encoding as
+//     ErrUnknownEncoding.
+//   - A malformed Content-Type or Content-Disposition is parsed leniently;
+//     an unusable media type is text/plain (RFC 2045 §5.2).
 package mimeparse
 
 import (
@@ -172,7 +202,7 @@ func (ps *parser) run() error {
 			if atLineStart {
 				ps.lineHead(frag, lineOff, whole, complete)
 			} else {
-				ps.lineMore(frag, complete)
+				ps.lineMore(frag)
 			}
 		}
 		if complete {
@@ -193,7 +223,7 @@ func (ps *parser) run() error {
 		}
 	}
 	for len(ps.stack) > 0 {
-		ps.closeTop(ps.size, true)
+		ps.closeTop(ps.size, ps.nl)
 	}
 	return nil
 }
@@ -213,8 +243,8 @@ func (ps *parser) lineHead(frag []byte, lineOff int64, whole, complete bool) {
 			if kind == delimiter && ps.nparts >= MaxParts {
 				break // too many parts: the line is plain content
 			}
-			for len(ps.stack)-1 > i {
-				ps.closeTop(lineOff, false)
+			if len(ps.stack)-1 > i {
+				ps.closeAbove(i, lineOff)
 			}
 			if kind == closeDelimiter {
 				e.boundary = nil // the rest is epilogue
@@ -245,7 +275,7 @@ func (ps *parser) lineHead(frag []byte, lineOff int64, whole, complete bool) {
 }
 
 // lineMore handles a further fragment of a long line.
-func (ps *parser) lineMore(frag []byte, complete bool) {
+func (ps *parser) lineMore(frag []byte) {
 	if e := ps.top(); e.inHeader {
 		ps.storeHeader(e, frag, false)
 	}
@@ -304,35 +334,55 @@ func (ps *parser) endHeader(e *entity, bodyStart, bodyNL int64) {
 	}
 }
 
-// closeTop closes the innermost open entity at offset at: either the start of
-// a boundary delimiter line of an enclosing multipart, or the end of input.
-func (ps *parser) closeTop(at int64, eof bool) {
-	e := ps.top()
-	ps.stack = ps.stack[:len(ps.stack)-1]
-	p := e.p
-	if e.inHeader {
-		// The header runs up to the delimiter line or the end of input.
-		ps.endHeader(e, at, ps.nl)
-		if p.Message != nil {
-			// endHeader opened the encapsulated message: close it empty.
-			ps.closeTop(at, eof)
-		}
-	}
-	endNL := ps.nl
-	p.End = at
-	if !eof && at > p.BodyStart {
-		// Exclude the line break before the delimiter line.
-		if ps.prevCRLF && at-2 >= p.BodyStart {
-			p.End = at - 2
+// closeAbove closes every open entity above stack index i at the start of
+// one of its delimiter lines, at. The line break before the delimiter line
+// belongs to the delimiter (RFC 2046 §5.1.1), so the part directly inside
+// the multipart ends before it, unless its body is empty or its header runs
+// up to the delimiter (go-imap's multipart reader behaves the same way).
+// Entities nested in that part end at the same offset; a header cut by it
+// loses its final line break.
+func (ps *parser) closeAbove(i int, at int64) {
+	x := ps.stack[i+1]
+	end, endNL := at, ps.nl
+	if !x.inHeader && at > x.p.BodyStart {
+		if ps.prevCRLF && at-2 >= x.p.BodyStart {
+			end = at - 2
 		} else {
-			p.End = at - 1
+			end = at - 1
 		}
 		endNL--
 	}
-	p.BodyLines = endNL - e.bodyNL
-	if p.BodyLines < 0 {
-		p.BodyLines = 0
+	for len(ps.stack)-1 > i {
+		ps.closeTop(end, endNL)
 	}
+}
+
+// closeTop closes the innermost open entity at end, which is preceded by
+// endNL line feeds.
+func (ps *parser) closeTop(end, endNL int64) {
+	e := ps.top()
+	ps.stack = ps.stack[:len(ps.stack)-1]
+	p := e.p
+	if p.Start > end {
+		p.Start = end
+	}
+	if e.inHeader || p.BodyStart > end {
+		if n := end - p.Start; int64(len(p.RawHeader)) > n {
+			p.RawHeader = trimCap(p.RawHeader[:n])
+		}
+		if e.inHeader {
+			// The header runs up to the end of the entity.
+			ps.endHeader(e, end, endNL)
+			if p.Message != nil {
+				// endHeader opened the encapsulated message: close it empty.
+				ps.closeTop(end, endNL)
+			}
+		} else {
+			p.BodyStart, e.bodyNL = end, endNL
+		}
+	}
+	p.End = end
+	p.BodyLines = max(endNL-e.bodyNL, 0)
 	if p.typ == "multipart" && len(p.Children) == 0 {
 		p.Children = []*Part{p.synthetic()}
 		ps.nparts++
