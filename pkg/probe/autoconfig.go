@@ -104,10 +104,15 @@ func (p *prober) checkAutoconfig(ctx context.Context, domain string, md *mailDNS
 		adv = append(adv, r.servers...)
 	}
 	if len(adv) == 0 {
+		// Guess like a client would: the MX hosts, and the domain itself
+		// when it has an address.
 		p.add(finding("autoconfig.none", Info, domain+" advertises no IMAP server to mail clients (no SRV, no autoconfig)").
-			with(domain, "").detail("clients must guess or be configured by hand; probing the MX hosts instead"))
+			with(domain, "").detail("clients must guess or be configured by hand; probing the MX hosts and the domain itself instead"))
 		for _, mx := range md.mx {
 			p.startHostEndpoints(ctx, trimDot(mx.Mx), "mx")
+		}
+		if p.hasAddress(ctx, domain) {
+			p.startHostEndpoints(ctx, domain, "default")
 		}
 		return
 	}
@@ -118,6 +123,20 @@ func (p *prober) checkAutoconfig(ctx context.Context, domain string, md *mailDNS
 		}
 		p.add(compareAdvertised(a))
 	}
+}
+
+// hasAddress reports whether name has an A or AAAA record, without
+// reporting anything.
+func (p *prober) hasAddress(ctx context.Context, name string) bool {
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		m, err := p.res.query(ctx, name, qt)
+		if _, failed := dnsFailure(name, qt, m, err); !failed {
+			if a, _ := addrsFromMsg(m); len(a) > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // compareAdvertised checks an advertised endpoint against what the probe

@@ -314,6 +314,7 @@ func (p *prober) discover(ctx context.Context) {
 	p.add(md.failures...)
 	if !md.isMailDomain() {
 		p.kind = "host"
+		p.hostInfo(ctx, name)
 		p.startHostEndpoints(ctx, name, "default")
 		return
 	}

@@ -3,11 +3,11 @@ package probe
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,7 +51,7 @@ func (e *env) opts(target string) Options {
 		Target:           target,
 		Resolver:         e.resolver,
 		RootCAs:          e.pki.pool,
-		Timeout:          3 * time.Second,
+		Timeout:          10 * time.Second,
 		Now:              fixedNow,
 		ImplicitTLSPorts: []int{},
 		StartTLSPorts:    []int{},
@@ -90,7 +90,7 @@ func runProbe(t *testing.T, opts Options) *Report {
 	}
 	checkReport(t, r)
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("PROBE_DUMP") != "" {
 			t.Logf("report for %s (%s, %v):", r.Target, r.Kind, r.Elapsed)
 			for _, f := range r.Findings {
 				t.Logf("  %-7s %-32s %-36s %s | %s | %s", f.Severity, f.ID, f.Endpoint, f.Address, f.Title, f.Detail)
@@ -220,12 +220,10 @@ func rawServer(t testing.TB, handle func(net.Conn)) int {
 // silentServer accepts connections and never sends anything.
 func silentServer(t testing.TB) int {
 	t.Helper()
-	var mu = make(chan struct{})
-	t.Cleanup(func() { close(mu) })
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
 	return rawServer(t, func(c net.Conn) {
-		<-mu
+		<-release
 		_ = c.Close()
 	})
 }
-
-func isErr(err error, target error) bool { return errors.Is(err, target) }

@@ -70,7 +70,7 @@ var catalog = []IDInfo{
 	{"autoconfig.xml.fetch-failed", sev(Warn), "Fetching the autoconfig document failed in a way clients would notice (certificate error, HTTP error, timeout)."},
 	{"autoconfig.autodiscover.found", sev(Info), "A Microsoft autodiscover host (autodiscover.DOMAIN or _autodiscover._tcp SRV) is published; it is not fetched."},
 	{"autoconfig.autodiscover.none", sev(Info), "No Microsoft autodiscover host is published."},
-	{"autoconfig.none", sev(Info), "The domain advertises no IMAP server to mail clients (no SRV, no autoconfig); its MX hosts are probed instead."},
+	{"autoconfig.none", sev(Info), "The domain advertises no IMAP server to mail clients (no SRV, no autoconfig); its MX hosts and the domain itself are probed instead."},
 	{"autoconfig.server.ok", sev(OK), "An advertised IMAP server (SRV or autoconfig) works as advertised: reachable, same TLS mode, valid certificate."},
 	{"autoconfig.server.plaintext", sev(Warn), "Autoconfig tells clients to use IMAP without encryption (socketType plain)."},
 	{"autoconfig.server.unreachable", sev(Error), "An advertised IMAP server does not resolve, cannot be reached, or could not be checked in time."},
@@ -79,8 +79,8 @@ var catalog = []IDInfo{
 
 	// Ports
 	{"ports.open", sev(OK), "The TCP connect succeeded and the port speaks the expected protocol; the duration is the connect time."},
-	{"ports.refused", sev(Error, Info), "Connection refused: nothing listens there. Info when another standard port of the same host works."},
-	{"ports.timeout", sev(Error, Info), "The TCP connect timed out: filtered by a firewall or the server does not accept. Info when another standard port of the same host works."},
+	{"ports.refused", sev(Error, Info), "Connection refused: nothing listens there. Info for a guessed endpoint (a standard port of a host, an MX fallback) when another endpoint works."},
+	{"ports.timeout", sev(Error, Info), "The TCP connect timed out: filtered by a firewall or the server does not accept. Info for a guessed endpoint when another endpoint works."},
 	{"ports.unreachable", sev(Error, Skipped), "Host unreachable (ICMP error); Skipped and could-not-run when this machine has no route to the address (e.g. no IPv6)."},
 	{"ports.reset", sev(Error), "The connection was reset by the server (during connect, or right after it accepted)."},
 	{"ports.closed", sev(Error), "The server accepted and then closed the connection without a greeting or TLS handshake."},

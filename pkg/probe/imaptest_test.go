@@ -44,11 +44,26 @@ func startIMAP(t testing.TB, cfg imapConfig) (addr string) {
 	srv := imapserver.New(opts)
 	t.Cleanup(func() { _ = srv.Close() })
 
-	ln := listenLoopback(t, "tcp4", "127.0.0.1:0")
-	lns := []net.Listener{ln}
-	if cfg.IPv6 {
+	var ln net.Listener
+	var lns []net.Listener
+	for attempt := 0; ; attempt++ {
+		ln = listenLoopback(t, "tcp4", "127.0.0.1:0")
+		lns = []net.Listener{ln}
+		if !cfg.IPv6 {
+			break
+		}
+		// The same port on [::1], for dual-stack tests.
 		port := ln.Addr().(*net.TCPAddr).Port
-		lns = append(lns, listenLoopback(t, "tcp6", net.JoinHostPort("::1", strconv.Itoa(port))))
+		ln6, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port)))
+		if err == nil {
+			t.Cleanup(func() { _ = ln6.Close() })
+			lns = append(lns, ln6)
+			break
+		}
+		_ = ln.Close()
+		if attempt >= 10 {
+			t.Fatalf("no port free on both 127.0.0.1 and [::1]: %v", err)
+		}
 	}
 	for _, l := range lns {
 		if cfg.Implicit {
@@ -75,7 +90,7 @@ var errRefused = errors.New("not implemented by the probe test server")
 // logs in, so nothing past the unauthenticated state is ever reached.
 type refusingSession struct{}
 
-func (refusingSession) Close() error                    { return nil }
+func (refusingSession) Close() error { return nil }
 func (refusingSession) Login(username, password string) error {
 	return imapserver.ErrAuthFailed
 }

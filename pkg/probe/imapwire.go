@@ -21,6 +21,7 @@ type imapConn struct {
 const (
 	maxIMAPLine    = 64 << 10
 	maxIMAPLiteral = 64 << 10
+	maxUntagged    = 1000
 )
 
 var errIMAPLineTooLong = errors.New("IMAP response line too long")
@@ -111,6 +112,9 @@ func (ic *imapConn) command(tag, cmd string) (*imapResponse, error) {
 		}
 		switch {
 		case strings.HasPrefix(line, "* "):
+			if len(resp.untagged) >= maxUntagged {
+				return resp, fmt.Errorf("more than %d untagged responses to %s", maxUntagged, cmd)
+			}
 			resp.untagged = append(resp.untagged, line[2:])
 		case strings.HasPrefix(line, "+"):
 			return resp, fmt.Errorf("unexpected continuation request %q", oneLine(line, 80))
@@ -164,29 +168,28 @@ func capsFromResponse(r *imapResponse) []string {
 	return capsFromCode(r.text)
 }
 
+// normCaps returns the capability atoms as sent (capabilities are
+// case-insensitive; hasCap compares accordingly).
 func normCaps(caps []string) []string {
 	out := make([]string, 0, len(caps))
-	for _, c := range caps {
-		out = append(out, strings.ToUpper(c))
-	}
-	return out
+	return append(out, caps...)
 }
 
 func hasCap(caps []string, c string) bool {
 	for _, x := range caps {
-		if x == c {
+		if strings.EqualFold(x, c) {
 			return true
 		}
 	}
 	return false
 }
 
-// authMechs returns the AUTH= mechanisms in caps.
+// authMechs returns the AUTH= mechanisms in caps, upper-cased.
 func authMechs(caps []string) []string {
 	var out []string
 	for _, c := range caps {
-		if m, ok := strings.CutPrefix(c, "AUTH="); ok {
-			out = append(out, m)
+		if len(c) > 5 && strings.EqualFold(c[:5], "AUTH=") {
+			out = append(out, strings.ToUpper(c[5:]))
 		}
 	}
 	return out

@@ -156,16 +156,16 @@ func (r *Report) WriteJUnit(w io.Writer, failOn Severity) error {
 		c := junitCase{Name: name, Classname: "imapctl.probe." + f.Area, Time: seconds(f.Duration)}
 		text := f.Title
 		if f.Detail != "" {
-			text += "\n" + f.Detail
+			text += " — " + f.Detail
 		}
 		switch {
 		case f.Severity == Skipped:
-			msg := "not tested"
+			c.Skipped = &junitMessage{Message: f.Title}
 			if f.CouldNotRun {
-				msg = "could not run"
+				c.SystemOut = "skipped (could not run): " + text
+			} else {
+				c.SystemOut = "skipped: " + text
 			}
-			c.Skipped = &junitMessage{Message: msg + ": " + f.Title}
-			c.SystemOut = text
 			s.Skipped++
 			suites.Skipped++
 		case failOn != Skipped && f.Severity >= failOn:

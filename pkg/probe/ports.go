@@ -27,6 +27,11 @@ type portResult struct {
 func (p *prober) checkPort(ctx context.Context, ep *endpoint, ap netip.AddrPort) portResult {
 	res := portResult{addr: ap, mode: ep.mode}
 	epURL := ep.url(ep.mode)
+	if ctx.Err() != nil {
+		res.finding = finding("ports.connect-failed", Skipped, "connect not attempted: the probe's timeout was reached").
+			with(epURL, ap.String()).notRun()
+		return res
+	}
 	conn, elapsed, stop, err := p.dial(ctx, ap)
 	if err != nil {
 		res.finding = dialFailure(err).with(epURL, ap.String()).took(elapsed)
@@ -114,6 +119,10 @@ func (p *prober) checkPort(ctx context.Context, ep *endpoint, ap netip.AddrPort)
 		return fail(finding("ports.tls-on-plaintext-port", Error,
 			fmt.Sprintf("port %d speaks implicit TLS where plaintext IMAP with STARTTLS is expected", ap.Port())).
 			detail("clients configured for STARTTLS will fail; configure them for SSL/TLS on this port"))
+	}
+	if plaintextIMAP(herr) != "" {
+		// A slow greeting arrived while we tried TLS.
+		return open(modeSTARTTLS, "greets in plaintext IMAP")
 	}
 	res.wrongProto = "the port sent nothing"
 	return fail(finding("ports.silent", Error, fmt.Sprintf("port %d accepts connections but sends no greeting and does not speak TLS", ap.Port())).

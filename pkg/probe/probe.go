@@ -366,7 +366,7 @@ func (f Finding) notRun() Finding {
 }
 
 // oneLine shortens s to a single printable line of at most max bytes.
-func oneLine(s string, max int) string {
+func oneLine(s string, limit int) string {
 	var b bytes.Buffer
 	for _, r := range s {
 		switch {
@@ -379,8 +379,8 @@ func oneLine(s string, max int) string {
 		}
 	}
 	out := strings.TrimSpace(b.String())
-	if len(out) > max {
-		cut := max
+	if len(out) > limit {
+		cut := limit
 		for cut > 0 && (out[cut]&0xC0) == 0x80 {
 			cut--
 		}

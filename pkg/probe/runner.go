@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/x509"
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -62,8 +61,8 @@ func newProber(opts Options) (*prober, error) {
 	if p.timeout == 0 {
 		p.timeout = DefaultTimeout
 	}
-	p.sniffWait = min(max(p.timeout/5, 200*time.Millisecond), 2*time.Second)
-	p.respWait = min(max(p.timeout/3, 300*time.Millisecond), 5*time.Second)
+	p.sniffWait = min(max(p.timeout/10, 200*time.Millisecond), time.Second)
+	p.respWait = min(max(p.timeout/2, 300*time.Millisecond), 5*time.Second)
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -134,9 +133,11 @@ func (p *prober) run(ctx context.Context) {
 	switch {
 	case p.t.url:
 		p.kind = "url"
+		p.hostInfo(ctx, p.t.host)
 		p.startEndpoint(ctx, p.t.host, p.t.port, p.t.mode, "url")
 	case p.t.ip.IsValid():
 		p.kind = "host"
+		p.hostInfo(ctx, p.t.host)
 		p.startHostEndpoints(ctx, p.t.host, "default")
 	default:
 		p.discover(ctx)
@@ -307,25 +308,26 @@ func (p *prober) runEndpoint(ctx context.Context, ep *endpoint) {
 	wg.Wait()
 }
 
-// allFindings merges the findings, putting failures of standard ports in
-// perspective: a closed 143 next to a working 993 is informational.
+// allFindings merges the findings, putting failures of guessed endpoints
+// in perspective: a closed 143 next to a working 993, or a domain's own
+// address without IMAP next to a working MX host, is informational.
 func (p *prober) allFindings() []Finding {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	reachableHost := map[string]bool{}
+	anyReachable := false
 	for _, ep := range p.eps {
 		if ep.res.reachable {
-			reachableHost[ep.host] = true
+			anyReachable = true
 		}
 	}
 	out := slices.Clone(p.findings)
 	for _, ep := range p.eps {
 		for _, f := range ep.portFindings {
-			soft := ep.source == "default" || ep.source == "mx"
-			if soft && reachableHost[ep.host] && f.Severity == Error &&
+			guessed := ep.source == "default" || ep.source == "mx"
+			if guessed && anyReachable && f.Severity == Error &&
 				(f.ID == "ports.refused" || f.ID == "ports.timeout") {
 				f.Severity = Info
-				f.Title += fmt.Sprintf(" (fine: IMAP is offered on another port of %s)", ep.host)
+				f.Title += " (fine: IMAP works on another endpoint)"
 			}
 			out = append(out, f)
 		}
@@ -378,7 +380,11 @@ func (p *prober) resolveHost(ctx context.Context, h *hostInfo) {
 // the connection.
 func (p *prober) dial(ctx context.Context, ap netip.AddrPort) (conn net.Conn, elapsed time.Duration, stop func(), err error) {
 	start := time.Now()
-	conn, err = p.dialer.DialContext(ctx, "tcp", ap.String())
+	// A connect that takes longer than respWait is a dropped SYN, not a
+	// slow server; do not let it consume the whole budget.
+	dctx, cancel := context.WithDeadline(ctx, deadline(ctx, p.respWait))
+	conn, err = p.dialer.DialContext(dctx, "tcp", ap.String())
+	cancel()
 	elapsed = time.Since(start)
 	if err != nil {
 		return nil, elapsed, func() {}, err

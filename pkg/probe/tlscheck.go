@@ -24,12 +24,19 @@ import (
 
 // tlsConfig is the base client configuration of every handshake: verification
 // is done separately (so that an invalid certificate can still be examined)
-// and all versions Go implements are allowed.
+// and all versions and cipher suites Go implements are offered, so that a
+// server with only weak suites can still be examined.
 func (p *prober) tlsConfig(host string) *tls.Config {
 	cfg := &tls.Config{
 		InsecureSkipVerify: true, // verified by checkTrust and checkHostname
 		MinVersion:         tls.VersionTLS10,
 		MaxVersion:         tls.VersionTLS13,
+	}
+	for _, s := range tls.CipherSuites() {
+		cfg.CipherSuites = append(cfg.CipherSuites, s.ID)
+	}
+	for _, s := range tls.InsecureCipherSuites() {
+		cfg.CipherSuites = append(cfg.CipherSuites, s.ID)
 	}
 	if _, err := netip.ParseAddr(host); err != nil {
 		cfg.ServerName = host
@@ -397,16 +404,17 @@ func checkTrust(chain []*x509.Certificate, roots *x509.CertPool, now time.Time) 
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	chains, err := leaf.Verify(opts)
 	var cie x509.CertificateInvalidError
-	if err != nil && errors.As(err, &cie) && cie.Reason == x509.Expired {
-		// Judge trust at a moment when the leaf was valid.
+	if err != nil && errors.As(err, &cie) && cie.Reason == x509.Expired && cie.Cert == leaf {
+		// Judge trust at a moment when the leaf was valid; checkDates
+		// reports the dates.
 		at := leaf.NotAfter.Add(-time.Minute)
 		if now.Before(leaf.NotBefore) {
 			at = leaf.NotBefore.Add(time.Minute)
 		}
 		opts.CurrentTime = at
-		if c2, err2 := leaf.Verify(opts); err2 == nil {
+		if chains, err = leaf.Verify(opts); err == nil {
 			return finding("tls.cert.trusted", OK, "the certificate chains to a trusted root (apart from its validity dates)").
-				detail("%s", describeChain(c2[0])), false
+				detail("%s", describeChain(chains[0])), false
 		}
 	}
 	if err == nil {
