@@ -119,6 +119,9 @@ func newRootCmd(e *env) *cobra.Command {
 Every command has --help with examples. Exit codes are the same for all
 commands: 0 ok, 1 failure, 2 usage error, 3 partial, 4 authentication
 failed, 11 locked, 75 temporary failure, 130 interrupted.`,
+		Example: `  imapctl serve --data /tmp/mail --user alice:secret
+  imapctl user list --json
+  imapctl help serve`,
 		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -127,8 +130,38 @@ failed, 11 locked, 75 temporary failure, 130 interrupted.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &ExitError{Code: ExitUsage, Err: err}
 	})
-	root.AddCommand(newServeCmd(e), newUserCmd(e), newVersionCmd(e))
+	root.AddCommand(newServeCmd(e), newUserCmd(e), newProbeCmd(e), newVersionCmd(e))
+	root.InitDefaultCompletionCmd()
+	finishTree(root)
 	return root
+}
+
+// completionExamples are the Examples of cobra's completion commands.
+var completionExamples = map[string]string{
+	"completion": "  source <(imapctl completion bash)",
+	"bash":       "  source <(imapctl completion bash)",
+	"zsh":        `  imapctl completion zsh > "${fpath[1]}/_imapctl"`,
+	"fish":       "  imapctl completion fish > ~/.config/fish/completions/imapctl.fish",
+	"powershell": "  imapctl completion powershell | Out-String | Invoke-Expression",
+}
+
+// finishTree walks the command tree: a group command below the root (one
+// that only holds subcommands) rejects an unknown subcommand as a usage
+// error instead of printing its help and exiting 0, and cobra's completion
+// commands get examples.
+func finishTree(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		if c.Name() == "completion" || sub.Name() == "completion" {
+			if ex, ok := completionExamples[sub.Name()]; ok && sub.Example == "" {
+				sub.Example = ex
+			}
+		}
+		if !sub.Runnable() && sub.HasSubCommands() {
+			sub.Args = cobra.NoArgs
+			sub.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
+		}
+		finishTree(sub)
+	}
 }
 
 // version returns the module version and VCS revision of the binary.
@@ -172,7 +205,9 @@ func newVersionCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print imapctl's version and build revision",
-		Args:  cobra.NoArgs,
+		Example: `  imapctl version
+  imapctl --version`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fmt.Fprintf(e.stdout, "imapctl %s\n", version())
 			return nil
