@@ -262,3 +262,36 @@ func SortFlags(flags []Flag) []Flag {
 	})
 	return out
 }
+
+// Namespacer is implemented by stores whose personal namespace has a
+// prefix, such as "INBOX." on Courier and Cyrus (RFC 2342). Names returned
+// by List include the prefix; the prefix of a store without Namespacer is "".
+type Namespacer interface {
+	PersonalPrefix() string
+}
+
+// FlagLister is implemented by mailboxes that can list UIDs, flags, sizes
+// and internal dates more cheaply than Messages, which also reports
+// Message-IDs (a remote IMAP store must fetch header fields for those).
+// MessageID is "" in what it reports.
+type FlagLister interface {
+	MessageFlags(ctx context.Context, from UID, fn func(MessageInfo) error) error
+}
+
+// HeaderOpener is implemented by mailboxes that can return a message's
+// header block alone (up to and including the blank line) without
+// transferring the body.
+type HeaderOpener interface {
+	OpenHeader(ctx context.Context, uid UID) (io.ReadCloser, error)
+}
+
+// UIDValidityError reports that a mailbox's UIDVALIDITY changed while it
+// was open; UIDs learnt before are no longer valid.
+type UIDValidityError struct {
+	Mailbox  string
+	Old, New uint32
+}
+
+func (e *UIDValidityError) Error() string {
+	return fmt.Sprintf("mailbox %q: UIDVALIDITY changed from %d to %d", e.Mailbox, e.Old, e.New)
+}
