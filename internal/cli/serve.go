@@ -136,11 +136,13 @@ func (o *ServeOptions) config(e *env) (serve.Config, error) {
 	return cfg, nil
 }
 
+// redactUser shows a --user value without its password. A value without
+// a colon is not shown at all: it may be a password typed by mistake.
 func redactUser(u string) string {
 	if name, _, ok := strings.Cut(u, ":"); ok {
 		return name + ":***"
 	}
-	return u
+	return "***"
 }
 
 func runServe(ctx context.Context, e *env, o *ServeOptions) error {

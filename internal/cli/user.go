@@ -41,7 +41,10 @@ argon2id hashes. A running server picks up changes without a restart.`,
 	add := &cobra.Command{
 		Use:   "add NAME",
 		Short: "Add a user",
-		Args:  cobra.ExactArgs(1),
+		Example: `  echo 's3cret' | imapctl user add --data /var/lib/imapctl alice --password-stdin
+  # Ask for the password at a terminal prompt
+  imapctl user add --data /var/lib/imapctl bob`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := auth.ValidateName(args[0]); err != nil {
 				return &ExitError{Code: ExitUsage, Err: err}
@@ -67,7 +70,9 @@ argon2id hashes. A running server picks up changes without a restart.`,
 	passwd := &cobra.Command{
 		Use:   "passwd NAME",
 		Short: "Change a user's password",
-		Args:  cobra.ExactArgs(1),
+		Example: `  imapctl user passwd --data /var/lib/imapctl alice
+  printf '%s\n' "$NEW_PASSWORD" | imapctl user passwd --data /var/lib/imapctl alice --password-stdin`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := auth.Open(o.DataDir)
 			if err != nil {
@@ -88,9 +93,10 @@ argon2id hashes. A running server picks up changes without a restart.`,
 		},
 	}
 	del := &cobra.Command{
-		Use:   "del NAME",
-		Short: "Remove a user (their mail stays on disk)",
-		Args:  cobra.ExactArgs(1),
+		Use:     "del NAME",
+		Short:   "Remove a user (their mail stays on disk)",
+		Example: `  imapctl user del --data /var/lib/imapctl alice`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := auth.Open(o.DataDir)
 			if err != nil {
@@ -106,7 +112,9 @@ argon2id hashes. A running server picks up changes without a restart.`,
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List users",
-		Args:  cobra.NoArgs,
+		Example: `  imapctl user list --data /var/lib/imapctl
+  imapctl user list --data /var/lib/imapctl --json | jq -r '.users[].name'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := auth.Open(o.DataDir)
 			if err != nil {
