@@ -22,6 +22,8 @@ const fetchBatch = 512
 // from the message file through a streaming MIME parse, so a large
 // message is never loaded into memory. No lock is held while writing.
 func (sess *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
 	sel := sess.sel
 	seqs, uids := sel.targets(sess.resolveSaved(numSet))
 	markSeen := false

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,8 @@ import (
 // ESEARCH results). Flags, dates, sizes and number sets are answered from
 // the index; header and body criteria read the message files.
 func (sess *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
 	sel := sess.sel
 	criteria = sess.expandSaved(criteria)
 	matcher, err := imapsearch.Compile(criteria)
@@ -166,8 +169,11 @@ func (s *searchMsg) close() {
 	}
 }
 
-// partCache keeps recently parsed MIME structures, keyed by the Maildir
-// file's unique base name (files never change once written).
+// partCache keeps recently parsed MIME structures (files never change once
+// written), keyed by the message file's directory, base name (the part
+// that flag changes keep) and size: a base name is unique only within one
+// folder, and another folder or user may have a different message under
+// the same name.
 type partCache struct {
 	mu    sync.Mutex
 	max   int
@@ -185,10 +191,11 @@ func newPartCache(max int) *partCache {
 }
 
 func (c *partCache) get(f *os.File, m *maildir.Message) (*mimeparse.Part, error) {
-	key := filepath.Base(m.Path)
-	if i := strings.Index(key, ":2,"); i >= 0 {
-		key = key[:i]
+	base := filepath.Base(m.Path)
+	if i := strings.Index(base, ":2,"); i >= 0 {
+		base = base[:i]
 	}
+	key := filepath.Join(filepath.Dir(m.Path), base) + "\x00" + strconv.FormatInt(m.Size, 10)
 	c.mu.Lock()
 	if e, ok := c.items[key]; ok {
 		c.ll.MoveToFront(e)

@@ -400,9 +400,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-sessionsDone:
 	case <-ctx.Done():
 	}
+	// The accept loops and the Serve calls end by themselves once the
+	// listeners are closed. Wait for them before closing the imapserver
+	// servers: Serve's start and Close share a WaitGroup that nothing else
+	// orders (a data race when Close comes first).
+	s.acceptWG.Wait()
 	_ = s.strict.Close()
 	_ = s.lax.Close()
-	s.acceptWG.Wait()
 	s.mu.Lock()
 	for name, us := range s.stores {
 		_ = us.st.Close()

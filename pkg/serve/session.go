@@ -7,6 +7,7 @@ import (
 
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -29,6 +30,14 @@ type session struct {
 	// searchRes is the last SEARCH result saved with RETURN (SAVE), as
 	// UIDs (RFC 5182); "$" in later commands refers to it.
 	searchRes []uint32
+
+	// mu serialises Idle with Close and with the commands that use or
+	// replace the selected mailbox: go-imap runs Idle in a goroutine of
+	// its own and does not wait for it when the connection ends during
+	// IDLE (or IDLE ends with a syntax error), so Idle may still run, or
+	// not have started yet, when the next call comes.
+	mu     sync.Mutex
+	closed bool
 }
 
 var (
@@ -50,6 +59,9 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 }
 
 func (sess *session) Close() error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sess.closed = true
 	sess.unselect()
 	if sess.st != nil {
 		sess.srv.releaseStore(sess.user)
@@ -191,8 +203,9 @@ func (sess *session) Unsubscribe(name string) error {
 // List implements imapserver.Session (LIST, LSUB, LIST-EXTENDED,
 // LIST-STATUS, SPECIAL-USE).
 func (sess *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
-	if len(patterns) == 1 && patterns[0] == "" {
-		// RFC 9051 §6.3.9: an empty pattern asks for the delimiter.
+	if len(patterns) == 0 || (len(patterns) == 1 && patterns[0] == "") {
+		// RFC 9051 §6.3.9: an empty pattern asks for the delimiter. go-imap
+		// drops empty LIST patterns, so it arrives as no pattern at all.
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: maildir.Delim, Mailbox: ""})
 	}
 	all, err := sess.st.List(sess.ctx())
@@ -370,6 +383,8 @@ func (e *exactReader) Read(p []byte) (int, error) {
 
 // Select implements imapserver.Session (SELECT and EXAMINE).
 func (sess *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
 	sess.unselect()
 	sess.searchRes = nil
 	mb, err := sess.st.OpenMailbox(sess.ctx(), name)
@@ -418,6 +433,8 @@ func mailboxFlags(keywords []string) []imap.Flag {
 
 // Unselect implements imapserver.Session.
 func (sess *session) Unselect() error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
 	sess.unselect()
 	return nil
 }
@@ -432,6 +449,8 @@ func (sess *session) unselect() {
 // Poll implements imapserver.Session: it reports other sessions' (and
 // other programs') changes to the selected mailbox.
 func (sess *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
 	if sess.sel == nil {
 		return nil
 	}
@@ -444,20 +463,15 @@ func (sess *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 // Idle implements imapserver.Session. Changes by other sessions wake it
 // at once; changes by other programs are noticed within a second.
 func (sess *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	if sess.sel == nil {
-		select {
-		case <-stop:
-		case <-sess.srv.done:
-		}
-		return nil
-	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	refresh := false
 	for {
-		updated := sess.sel.mb.Updated()
-		if err := sess.sel.poll(w, true); err != nil {
+		updated, err := sess.idleStep(w, stop, refresh)
+		if updated == nil || err != nil {
 			return err
 		}
+		refresh = false
 		select {
 		case <-stop:
 			return nil
@@ -465,11 +479,42 @@ func (sess *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) erro
 			return nil
 		case <-updated:
 		case <-tick.C:
-			if err := sess.sel.mb.Refresh(); err != nil {
-				sess.srv.log.Warn("refresh mailbox", "user", sess.user, "err", err)
-			}
+			refresh = true
 		}
 	}
+}
+
+// noChanges is never closed: what Idle waits on without a mailbox.
+var noChanges = make(chan struct{})
+
+// idleStep brings an idling client up to date (after picking up other
+// programs' changes when refresh is set). It returns the channel closed at
+// the mailbox's next change, or nil when IDLE is over or the session is
+// closed: then it must not touch the session any more.
+func (sess *session) idleStep(w *imapserver.UpdateWriter, stop <-chan struct{}, refresh bool) (<-chan struct{}, error) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	select {
+	case <-stop:
+		return nil, nil
+	default:
+	}
+	if sess.closed {
+		return nil, nil
+	}
+	if sess.sel == nil {
+		return noChanges, nil
+	}
+	if refresh {
+		if err := sess.sel.mb.Refresh(); err != nil {
+			sess.srv.log.Warn("refresh mailbox", "user", sess.user, "err", err)
+		}
+	}
+	updated := sess.sel.mb.Updated()
+	if err := sess.sel.poll(w, true); err != nil {
+		return nil, err
+	}
+	return updated, nil
 }
 
 // selected is the state of the selected mailbox as this client knows it.
@@ -691,6 +736,8 @@ func errReadOnly() error {
 // Expunge implements imapserver.Session (EXPUNGE, UID EXPUNGE, and the
 // silent expunge of CLOSE).
 func (sess *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
 	sel := sess.sel
 	if sel.readOnly {
 		if *w == (imapserver.ExpungeWriter{}) {
@@ -757,6 +804,8 @@ func (sel *selected) announceExpunged(removed []uint32, write func(uint32) error
 
 // Store implements imapserver.Session (STORE and UID STORE).
 func (sess *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
 	sel := sess.sel
 	if sel.readOnly {
 		return errReadOnly()
@@ -816,6 +865,8 @@ func isSystemFlag(f imap.Flag) bool {
 
 // Copy implements imapserver.Session (COPY and UID COPY).
 func (sess *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
 	if err := sess.srv.enter(); err != nil {
 		return nil, err
 	}
@@ -854,6 +905,8 @@ func copyData(st *maildir.Store, dest string, src, dst []uint32) *imap.CopyData 
 
 // Move implements imapserver.SessionMove (MOVE and UID MOVE, RFC 6851).
 func (sess *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
 	sel := sess.sel
 	if sel.readOnly {
 		return errReadOnly()
