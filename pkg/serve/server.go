@@ -52,6 +52,10 @@ type Config struct {
 	TLSListen string // implicit TLS; "" disables
 	CertFile  string
 	KeyFile   string
+	// TLSConfig, when set, replaces the certificate from CertFile/KeyFile
+	// (or the generated one) and the TLS settings: for tests that need
+	// particular certificates or protocol versions.
+	TLSConfig *tls.Config
 	// Users are provisioned (created or given this password) at start.
 	Users []UserSpec
 	// InsecureAuth allows LOGIN/AUTHENTICATE without TLS from any address.
@@ -165,12 +169,16 @@ func New(cfg Config) (*Server, error) {
 			names = append(names, h)
 		}
 	}
-	cert, created, err := loadOrCreateCert(cfg.CertFile, cfg.KeyFile, cfg.DataDir, names)
-	if err != nil {
-		return fail(err)
+	if cfg.TLSConfig != nil {
+		s.tlsConf = cfg.TLSConfig.Clone()
+	} else {
+		cert, created, err := loadOrCreateCert(cfg.CertFile, cfg.KeyFile, cfg.DataDir, names)
+		if err != nil {
+			return fail(err)
+		}
+		s.certNew = created
+		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	s.certNew = created
-	s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 
 	caps := imap.CapSet{}
 	for _, c := range []imap.Cap{
