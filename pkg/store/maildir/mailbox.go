@@ -176,7 +176,10 @@ func (m *Mailbox) OpenFile(msg Message) (*os.File, error) {
 	}
 	for attempt := 0; attempt < 2; attempt++ {
 		if attempt == 1 {
-			if err := m.b.checkExternal(); err != nil {
+			// Rescan even if the directory's mtime looks unchanged: a
+			// rename by another program within one timestamp tick of our
+			// last change does not move it.
+			if err := m.b.rescan(); err != nil {
 				return nil, err
 			}
 		}
@@ -256,6 +259,11 @@ func (m *Mailbox) Append(ctx context.Context, r io.Reader, opts store.AppendOpti
 		return 0, err
 	}
 	b := m.b
+	gone := func() bool {
+		b.mu.RLock()
+		defer b.mu.RUnlock()
+		return b.deleted
+	}
 	b.mu.RLock()
 	dir := b.dir
 	b.mu.RUnlock()
@@ -265,6 +273,10 @@ func (m *Mailbox) Append(ctx context.Context, r io.Reader, opts store.AppendOpti
 	}
 	tmp, err := os.CreateTemp(filepath.Join(dir, "tmp"), "append-")
 	if err != nil {
+		if gone() {
+			// Deleted through another handle: its directory is gone.
+			return 0, b.errGone()
+		}
 		return 0, fmt.Errorf("append to %q: %w", m.Name(), err)
 	}
 	tmpPath := tmp.Name()
@@ -407,42 +419,68 @@ func (m *Mailbox) UpdateFlags(ctx context.Context, uids []uint32, op store.FlagO
 		return nil, err
 	}
 	var out []Message
+	var missed []uint32
 	changed := false
+	apply := func(u uint32, retry bool) error {
+		i := b.find(u)
+		if i < 0 {
+			return nil
+		}
+		r := &b.msgs[i]
+		nb, nk := r.bits, r.kw
+		switch op {
+		case store.FlagsSet:
+			nb, nk = bits|(r.bits&bitPassed), kw
+		case store.FlagsAdd:
+			nb, nk = r.bits|bits, unionKw(r.kw, kw)
+		case store.FlagsRemove:
+			nb, nk = r.bits&^bits, minusKw(r.kw, kw)
+		}
+		if nb != r.bits || !equalKw(nk, r.kw) {
+			old := parseFileName(b.names[i])
+			fn := b.fileNameFor(r.base, nb, nk, old.Other)
+			if err := os.Rename(b.pathCur(b.names[i]), b.pathCur(fn.String())); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					if !retry {
+						missed = append(missed, u)
+					}
+					return nil // renamed or removed by another program
+				}
+				return err
+			}
+			b.countLocked(r, -1)
+			r.bits, r.kw = nb, nk
+			b.countLocked(r, 1)
+			b.names[i] = fn.String()
+			b.log.add(&record{typ: recFlags, msg: *r})
+			b.logRecs++
+			b.logChangeLocked(r.uid, ChangeFlags, m.id)
+			changed = true
+		}
+		out = append(out, b.messageLocked(i))
+		return nil
+	}
 	err = b.ownChange(func() error {
 		for _, u := range uids {
-			i := b.find(u)
-			if i < 0 {
-				continue
+			if err := apply(u, false); err != nil {
+				return err
 			}
-			r := &b.msgs[i]
-			nb, nk := r.bits, r.kw
-			switch op {
-			case store.FlagsSet:
-				nb, nk = bits|(r.bits&bitPassed), kw
-			case store.FlagsAdd:
-				nb, nk = r.bits|bits, unionKw(r.kw, kw)
-			case store.FlagsRemove:
-				nb, nk = r.bits&^bits, minusKw(r.kw, kw)
+		}
+		if len(missed) > 0 {
+			// Another program renamed or removed these files since the
+			// last scan, maybe within one timestamp tick so that the
+			// directory's mtime did not show it: rescan, then retry the
+			// messages that still exist.
+			scanned, err := b.scanLocked(0)
+			changed = changed || scanned
+			if err != nil {
+				return err
 			}
-			if nb != r.bits || !equalKw(nk, r.kw) {
-				old := parseFileName(b.names[i])
-				fn := b.fileNameFor(r.base, nb, nk, old.Other)
-				if err := os.Rename(b.pathCur(b.names[i]), b.pathCur(fn.String())); err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						continue // removed by another program; the next scan sees it
-					}
+			for _, u := range missed {
+				if err := apply(u, true); err != nil {
 					return err
 				}
-				b.countLocked(r, -1)
-				r.bits, r.kw = nb, nk
-				b.countLocked(r, 1)
-				b.names[i] = fn.String()
-				b.log.add(&record{typ: recFlags, msg: *r})
-				b.logRecs++
-				b.logChangeLocked(r.uid, ChangeFlags, m.id)
-				changed = true
 			}
-			out = append(out, b.messageLocked(i))
 		}
 		if changed && !m.s.opts.NoSync {
 			return syncDir(filepath.Join(b.dir, "cur"))
@@ -740,6 +778,10 @@ func (t *mbox) addLocked(added []rec, names []string, removeOnFail bool) ([]uint
 			for _, n := range names {
 				os.Remove(t.pathCur(n))
 			}
+		} else {
+			// The files stay (they are the only copy): force the next
+			// Refresh to rescan the directory and index them.
+			t.curMtime = time.Time{}
 		}
 		return nil, fmt.Errorf("commit to %q: %w", t.name, err)
 	}

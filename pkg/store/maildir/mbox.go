@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -181,10 +182,15 @@ func (b *mbox) countFiles() int {
 	return n
 }
 
+// maxUIDNext is the largest UIDNEXT an index may hold; the margin above
+// it keeps UIDs from wrapping around to 0 while the mailbox is open.
+const maxUIDNext = 1<<32 - 1<<20
+
 // replay applies the records of an index file to b.
 func (b *mbox) replay(f *os.File) (int64, error) {
 	first := true
 	var dead []bool
+	var lastAdd uint32 // UIDs of add records ascend; a snapshot's UIDNEXT record precedes them
 	good, err := readRecords(f, func(r *record) error {
 		b.logRecs++
 		if first {
@@ -194,6 +200,11 @@ func (b *mbox) replay(f *os.File) (int64, error) {
 			}
 			b.uidValidity = r.uidValidity
 			return nil
+		}
+		if r.uidNext > maxUIDNext || r.msg.uid >= maxUIDNext {
+			// UIDs are 32 bits: with (almost) none left, the mailbox
+			// starts over with a new UIDVALIDITY (RFC 9051 §2.3.1.1).
+			return fmt.Errorf("%w: UID space exhausted", errCorrupt)
 		}
 		switch r.typ {
 		case recUIDNext:
@@ -207,12 +218,13 @@ func (b *mbox) replay(f *os.File) (int64, error) {
 			b.kwIDs[strings.ToLower(r.kwName)] = r.kwID
 			b.kwNames = append(b.kwNames, r.kwName)
 		case recAdd:
-			if r.msg.uid < b.uidNext || !b.kwValid(r.msg.kw) {
+			if r.msg.uid <= lastAdd || !b.kwValid(r.msg.kw) {
 				return fmt.Errorf("%w: add record for UID %d out of order", errCorrupt, r.msg.uid)
 			}
+			lastAdd = r.msg.uid
 			b.msgs = append(b.msgs, r.msg)
 			dead = append(dead, false)
-			b.uidNext = r.msg.uid + 1
+			b.uidNext = max(b.uidNext, r.msg.uid+1)
 		case recFlags, recExpunge:
 			i := b.find(r.msg.uid)
 			if i < 0 || dead[i] || !b.kwValid(r.msg.kw) {
@@ -226,7 +238,8 @@ func (b *mbox) replay(f *os.File) (int64, error) {
 		}
 		return nil
 	})
-	if err == nil && first {
+	if first && (err == nil || errors.Is(err, errTorn)) {
+		// No complete header: there is no UIDVALIDITY to keep.
 		err = fmt.Errorf("%w: empty", errCorrupt)
 	}
 	if err != nil && !errors.Is(err, errTorn) {
@@ -257,13 +270,18 @@ func (b *mbox) kwValid(kw []uint32) bool {
 }
 
 // newUIDValidity picks a UIDVALIDITY: the current time, and always larger
-// than the previous one so that clients see the change.
-func newUIDValidity(prev uint32) uint32 {
-	v := uint32(time.Now().Unix())
-	if v <= prev {
-		v = prev + 1
+// than the previous one so that clients see the change, and than any other
+// this Store handed out: a mailbox deleted and created again within the
+// same second must not show new messages under old UIDs with the old
+// UIDVALIDITY (RFC 9051 §2.3.1.1).
+func (s *Store) newUIDValidity(prev uint32) uint32 {
+	for {
+		last := s.lastValidity.Load()
+		v := max(uint32(time.Now().Unix()), prev+1, last+1)
+		if s.lastValidity.CompareAndSwap(last, v) {
+			return v
+		}
 	}
-	return v
 }
 
 // rebuild starts a fresh index; the following scan adds every message
@@ -271,7 +289,7 @@ func newUIDValidity(prev uint32) uint32 {
 func (b *mbox) rebuild() error {
 	prev := b.uidValidity
 	b.msgs, b.kwNames, b.kwIDs = nil, nil, map[string]uint32{}
-	b.uidValidity = newUIDValidity(prev)
+	b.uidValidity = b.st.newUIDValidity(prev)
 	b.uidNext = 1
 	return b.writeSnapshotLocked()
 }
@@ -354,6 +372,12 @@ func (b *mbox) checkExternal() error {
 	if dirStamp(filepath.Join(dir, "cur")).Equal(curM) && dirStamp(filepath.Join(dir, "new")).Equal(newM) {
 		return nil
 	}
+	return b.rescan()
+}
+
+// rescan reconciles the in-memory state with the directory whatever the
+// directories' mtimes say.
+func (b *mbox) rescan() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.deleted {
@@ -617,9 +641,12 @@ func (b *mbox) flagsOf(m *rec) []store.Flag {
 			flags = append(flags, x.f)
 		}
 	}
+	kwStart := len(flags)
 	for _, id := range m.kw {
 		flags = append(flags, store.Flag(b.kwNames[id]))
 	}
+	// Keyword ids follow first use; MessageInfo.Flags is sorted by name.
+	slices.Sort(flags[kwStart:])
 	return flags
 }
 
@@ -652,12 +679,19 @@ func messageIDFrom(r io.Reader) string {
 	for {
 		line, err := br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
-			// An absurdly long line: skip the rest of it.
-			cur = append(cur, line...)
-			if len(cur) > 64<<10 {
-				return found
+			// A line longer than the buffer: collect all of it before
+			// deciding whether it starts a header or continues one.
+			long := append([]byte(nil), line...)
+			for err == bufio.ErrBufferFull {
+				if len(long) > 64<<10 {
+					// An absurdly long line: stop here.
+					flush()
+					return found
+				}
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
 			}
-			continue
+			line = long
 		}
 		trimmed := bytes.TrimRight(line, "\r\n")
 		if len(trimmed) == 0 && (len(line) > 0 || err != nil) {

@@ -20,6 +20,10 @@ const (
 	maxNameLen      = 1000
 	maxComponentLen = 200
 	maxDepth        = 32
+	// maxDirLen bounds the whole Maildir++ directory name: every level of
+	// the hierarchy lives in that one name (".A.B.C"), so it must fit in
+	// a single path component (NAME_MAX, 255 bytes on common filesystems).
+	maxDirLen = 255
 )
 
 // ValidateName checks a UTF-8 mailbox name as given by a client and returns
@@ -70,11 +74,11 @@ func ValidateName(name string) (string, error) {
 			parts[0] = "INBOX"
 		}
 	}
-	if parts[0] == "INBOX" && len(parts) > 1 {
-		// INBOX/child is stored as a normal folder below the root; keep it.
-		return strings.Join(parts, string(Delim)), nil
+	canon := strings.Join(parts, string(Delim))
+	if len(dirName(canon)) > maxDirLen {
+		return bad("name too long for a Maildir++ directory")
 	}
-	return strings.Join(parts, string(Delim)), nil
+	return canon, nil
 }
 
 // dirName returns the Maildir++ directory (relative to the user's root) for
@@ -109,8 +113,11 @@ func nameFromDir(dir string) (string, bool) {
 		}
 		parts[i] = s
 	}
-	name := strings.Join(parts, string(Delim))
-	if _, err := ValidateName(name); err != nil {
+	name, err := ValidateName(strings.Join(parts, string(Delim)))
+	// Only the canonical spelling maps back to this directory: ".INBOX",
+	// ".inbox.x" or a non-canonical UTF-7 form would be listed under a name
+	// that opens another directory.
+	if err != nil || dirName(name) != dir {
 		return "", false
 	}
 	return name, true
@@ -186,8 +193,22 @@ func decodeUTF7(s string) (string, error) {
 		for j := range u {
 			u[j] = uint16(raw[2*j])<<8 | uint16(raw[2*j+1])
 		}
-		for _, r := range utf16.Decode(u) {
-			if r == utf8.RuneError || (r >= 0x20 && r <= 0x7e) {
+		for j := 0; j < len(u); j++ {
+			r := rune(u[j])
+			switch {
+			case utf16.IsSurrogate(r):
+				// Only a high surrogate followed by a low one is valid.
+				// (U+FFFD itself is a valid character: check the pair,
+				// not the decoded value.)
+				if j+1 == len(u) {
+					return "", errUTF7
+				}
+				r = utf16.DecodeRune(r, rune(u[j+1]))
+				if r == utf8.RuneError {
+					return "", errUTF7
+				}
+				j++
+			case r >= 0x20 && r <= 0x7e:
 				// Printable ASCII must not be encoded (RFC 3501 §5.1.3).
 				return "", errUTF7
 			}

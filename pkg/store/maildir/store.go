@@ -44,7 +44,8 @@ type Options struct {
 	// something else: acknowledged messages may be lost on a crash.
 	NoSync bool
 	// KeepLoaded is how many unused mailboxes stay loaded in memory
-	// (default 32), so that re-selecting a large mailbox is fast.
+	// (default 32), so that re-selecting a large mailbox is fast. A
+	// negative value keeps none.
 	KeepLoaded int
 }
 
@@ -62,6 +63,10 @@ type Store struct {
 	meta   meta
 
 	handleSeq atomic.Uint64
+	// lastValidity is the last UIDVALIDITY handed out, so that two
+	// mailboxes (or one deleted and created again) made within one second
+	// get different values.
+	lastValidity atomic.Uint32
 }
 
 var _ store.Store = (*Store)(nil)
@@ -73,6 +78,8 @@ func Open(root string, opts Options) (*Store, error) {
 	}
 	if opts.KeepLoaded == 0 {
 		opts.KeepLoaded = 32
+	} else if opts.KeepLoaded < 0 {
+		opts.KeepLoaded = 0
 	}
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(root, sub), 0o700); err != nil {
