@@ -199,7 +199,7 @@ func TestTLSA(t *testing.T) {
 		e.zone.add(n + " TLSA 3 1 1 " + spkiSHA256(leaf))
 		e.zone.setSecure(n)
 		// A STARTTLS endpoint without STARTTLS: reachable, no handshake.
-		plain := portOf(t, startIMAP(t, imapConfig{InsecureAuth: true}))
+		plain := noSTARTTLSIMAP(t)
 		n2 := fmt.Sprintf("_%d._tcp.mail.test.", plain)
 		e.zone.add(n2 + " TLSA 3 1 1 " + spkiSHA256(leaf))
 		e.zone.setSecure(n2)
@@ -359,7 +359,7 @@ func TestAutoconfigPlaintextAndUnreachable(t *testing.T) {
 		"example.test. MX 10 mx.example.test.",
 		"mail.example.test. A 127.0.0.1",
 	)
-	plain := portOf(t, startIMAP(t, imapConfig{InsecureAuth: true}))
+	plain := noSTARTTLSIMAP(t)
 	closed := closedPort(t)
 	httpAddr := autoconfigServer(t, e, map[string]string{
 		"autoconfig.example.test/mail/config-v1.1.xml": configXML(

@@ -1,77 +1,139 @@
 package probe
 
 import (
+	"context"
 	"crypto/tls"
-	"errors"
-	"io"
-	"log"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/imapctl/imapctl/pkg/serve"
 )
+
+// The probe tests run against imapctl's own IMAP server (package serve),
+// started in process on loopback with the certificates and TLS settings
+// each test generates. Only behaviour that server cannot (and should not)
+// produce comes from the small hand-written servers of these tests:
+// scriptedIMAP in imap_test.go (PREAUTH, BYE or invalid greetings, ID,
+// odd or failing capabilities, a broken STARTTLS), noSTARTTLSIMAP below (a
+// plaintext port without STARTTLS: serve always offers STARTTLS, with a
+// generated certificate when none is configured), and the raw servers of
+// helpers_test.go and ports_test.go (silent, resetting, closing, slow or
+// non-IMAP ports).
 
 // imapConfig describes the IMAP server a test needs.
 type imapConfig struct {
-	// TLS is the server's TLS configuration: used from the first byte when
-	// Implicit, else offered with STARTTLS. Nil means no TLS at all.
+	// TLS is the server's TLS configuration (certificates, versions,
+	// cipher suites): used from the first byte when Implicit, else offered
+	// with STARTTLS on the plaintext listener. It is required: for a
+	// plaintext port without STARTTLS use noSTARTTLSIMAP.
 	TLS      *tls.Config
 	Implicit bool
-	// InsecureAuth allows login before TLS (no LOGINDISABLED).
+	// InsecureAuth allows login before TLS, so the plaintext listener
+	// does not advertise LOGINDISABLED. Without it the server treats the
+	// test's loopback client as remote and advertises LOGINDISABLED until
+	// STARTTLS.
 	InsecureAuth bool
-	// IPv6 also listens on [::1] with the same port.
+	// IPv6 also listens on [::1] with the same port (a second server with
+	// the same configuration, since a serve listener has one address).
 	IPv6 bool
 }
 
-// startIMAP starts an in-process IMAP server on 127.0.0.1 and returns its
-// address. The server lives until the test ends. It is the single place
-// that knows which server implementation the probe tests run against.
+// Credentials of the user every test server has. The probe never logs in;
+// the user makes the server look like a real one.
+const (
+	testUser     = "probe-user"
+	testPassword = "probe-test-secret"
+)
+
+// startIMAP starts imapctl's IMAP server in process on 127.0.0.1 and
+// returns the address of the listener cfg asks for: the implicit-TLS one
+// when cfg.Implicit, else the plaintext one with STARTTLS. The server is
+// shut down when the test ends. It is the single place that knows which
+// server implementation the probe tests run against.
 func startIMAP(t testing.TB, cfg imapConfig) (addr string) {
 	t.Helper()
-	opts := &imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return refusingSession{}, nil, nil
-		},
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}},
-		Logger:       log.New(io.Discard, "", 0),
-		InsecureAuth: cfg.InsecureAuth,
+	if cfg.TLS == nil {
+		t.Fatal("startIMAP: no TLS configuration (use noSTARTTLSIMAP for a port without TLS)")
 	}
-	if !cfg.Implicit {
-		opts.TLSConfig = cfg.TLS
-	}
-	srv := imapserver.New(opts)
-	t.Cleanup(func() { _ = srv.Close() })
-
-	var ln net.Listener
-	var lns []net.Listener
 	for attempt := 0; ; attempt++ {
-		ln = listenLoopback(t, "tcp4", "127.0.0.1:0")
-		lns = []net.Listener{ln}
+		a := startServe(t, cfg, "127.0.0.1:0")
 		if !cfg.IPv6 {
-			break
+			return a.String()
 		}
 		// The same port on [::1], for dual-stack tests.
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln6, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port)))
+		port := a.(*net.TCPAddr).Port
+		_, err := tryStartServe(t, cfg, net.JoinHostPort("::1", strconv.Itoa(port)))
 		if err == nil {
-			t.Cleanup(func() { _ = ln6.Close() })
-			lns = append(lns, ln6)
-			break
+			return a.String()
 		}
-		_ = ln.Close()
 		if attempt >= 10 {
 			t.Fatalf("no port free on both 127.0.0.1 and [::1]: %v", err)
 		}
 	}
-	for _, l := range lns {
-		if cfg.Implicit {
-			l = tls.NewListener(l, cfg.TLS)
-		}
-		go func() { _ = srv.Serve(l) }()
+}
+
+// startServe starts one server listening on listen and returns the address
+// of that listener.
+func startServe(t testing.TB, cfg imapConfig, listen string) net.Addr {
+	t.Helper()
+	a, err := tryStartServe(t, cfg, listen)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return ln.Addr().String()
+	return a
+}
+
+func tryStartServe(t testing.TB, cfg imapConfig, listen string) (net.Addr, error) {
+	t.Helper()
+	sc := serve.Config{
+		DataDir:   t.TempDir(),
+		TLSConfig: cfg.TLS,
+		Users:     []serve.UserSpec{{Name: testUser, Password: testPassword}},
+		NoSync:    true,
+		// The policy for plaintext login is InsecureAuth alone, as for a
+		// client on another machine.
+		LoopbackIsRemote: true,
+		InsecureAuth:     cfg.InsecureAuth,
+	}
+	if cfg.Implicit {
+		sc.TLSListen = listen
+	} else {
+		sc.Listen = listen
+	}
+	srv, err := serve.New(sc)
+	if err != nil {
+		t.Fatalf("serve.New: %v", err)
+	}
+	if err := srv.Start(); err != nil {
+		_ = srv.Shutdown(context.Background())
+		return nil, err
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	if cfg.Implicit {
+		return srv.TLSAddr(), nil
+	}
+	return srv.Addr(), nil
+}
+
+// noSTARTTLSIMAP starts a hand-written plaintext IMAP server that does not
+// offer STARTTLS and allows login in cleartext (AUTH=PLAIN, no
+// LOGINDISABLED), and returns its port. imapctl serve cannot be configured
+// like that.
+func noSTARTTLSIMAP(t *testing.T) int {
+	t.Helper()
+	return scriptedIMAP(t, nil, nil, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] plaintext only", func(cmd string, _ bool) []string {
+		if strings.EqualFold(cmd, "CAPABILITY") {
+			return []string{"* CAPABILITY IMAP4rev1 AUTH=PLAIN", "{TAG} OK done"}
+		}
+		return []string{"{TAG} BAD unknown command"}
+	})
 }
 
 func listenLoopback(t testing.TB, network, addr string) net.Listener {
@@ -83,47 +145,3 @@ func listenLoopback(t testing.TB, network, addr string) net.Listener {
 	t.Cleanup(func() { _ = ln.Close() })
 	return ln
 }
-
-var errRefused = errors.New("not implemented by the probe test server")
-
-// refusingSession is a Session that refuses everything: the probe never
-// logs in, so nothing past the unauthenticated state is ever reached.
-type refusingSession struct{}
-
-func (refusingSession) Close() error { return nil }
-func (refusingSession) Login(username, password string) error {
-	return imapserver.ErrAuthFailed
-}
-func (refusingSession) Select(string, *imap.SelectOptions) (*imap.SelectData, error) {
-	return nil, errRefused
-}
-func (refusingSession) Create(string, *imap.CreateOptions) error         { return errRefused }
-func (refusingSession) Delete(string) error                              { return errRefused }
-func (refusingSession) Rename(string, string, *imap.RenameOptions) error { return errRefused }
-func (refusingSession) Subscribe(string) error                           { return errRefused }
-func (refusingSession) Unsubscribe(string) error                         { return errRefused }
-func (refusingSession) List(*imapserver.ListWriter, string, []string, *imap.ListOptions) error {
-	return errRefused
-}
-func (refusingSession) Status(string, *imap.StatusOptions) (*imap.StatusData, error) {
-	return nil, errRefused
-}
-func (refusingSession) Append(string, imap.LiteralReader, *imap.AppendOptions) (*imap.AppendData, error) {
-	return nil, errRefused
-}
-func (refusingSession) Poll(*imapserver.UpdateWriter, bool) error            { return nil }
-func (refusingSession) Idle(*imapserver.UpdateWriter, <-chan struct{}) error { return errRefused }
-func (refusingSession) Unselect() error                                      { return errRefused }
-func (refusingSession) Expunge(*imapserver.ExpungeWriter, *imap.UIDSet) error {
-	return errRefused
-}
-func (refusingSession) Search(imapserver.NumKind, *imap.SearchCriteria, *imap.SearchOptions) (*imap.SearchData, error) {
-	return nil, errRefused
-}
-func (refusingSession) Fetch(*imapserver.FetchWriter, imap.NumSet, *imap.FetchOptions) error {
-	return errRefused
-}
-func (refusingSession) Store(*imapserver.FetchWriter, imap.NumSet, *imap.StoreFlags, *imap.StoreOptions) error {
-	return errRefused
-}
-func (refusingSession) Copy(imap.NumSet, string) (*imap.CopyData, error) { return nil, errRefused }

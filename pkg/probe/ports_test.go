@@ -56,8 +56,8 @@ func TestSTARTTLS(t *testing.T) {
 	})
 
 	t.Run("no STARTTLS at all", func(t *testing.T) {
-		addr := startIMAP(t, imapConfig{InsecureAuth: true})
-		r := runProbe(t, e.opts(fmt.Sprintf("imap://mail.test:%d", portOf(t, addr))))
+		port := noSTARTTLSIMAP(t)
+		r := runProbe(t, e.opts(fmt.Sprintf("imap://mail.test:%d", port)))
 		want(t, r, "imap.starttls.missing", Error)
 		want(t, r, "imap.cleartext-login", Error)
 		wantNone(t, r, "tls.handshake.ok", "tls.handshake.failed", "tls.version.tls13.accepted")
