@@ -63,7 +63,8 @@ one does, 2 on usage errors and 3 when some checks could not run.`,
 			})
 			if err != nil {
 				if errors.Is(err, probe.ErrUsage) {
-					return &ExitError{Code: ExitUsage, Err: err}
+					msg := strings.TrimPrefix(err.Error(), probe.ErrUsage.Error()+": ")
+					return &ExitError{Code: ExitUsage, Err: errors.New(msg)}
 				}
 				if rep == nil {
 					return err
