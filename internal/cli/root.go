@@ -114,6 +114,7 @@ func newRootCmd(e *env) *cobra.Command {
 
   serve     a real IMAP server on a Maildir store (TLS, IDLE, MOVE, SEARCH)
   user      manage the users of 'imapctl serve'
+  migrate   copy an account between IMAP servers, exactly and resumably
   probe     DNS, port, TLS and IMAP checks of a mail host
 
 Every command has --help with examples. Exit codes are the same for all
@@ -130,7 +131,7 @@ failed, 11 locked, 75 temporary failure, 130 interrupted.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &ExitError{Code: ExitUsage, Err: err}
 	})
-	root.AddCommand(newServeCmd(e), newUserCmd(e), newProbeCmd(e), newVersionCmd(e))
+	root.AddCommand(newServeCmd(e), newUserCmd(e), newMigrateCmd(e), newProbeCmd(e), newVersionCmd(e))
 	root.InitDefaultCompletionCmd()
 	finishTree(root)
 	return root

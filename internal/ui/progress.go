@@ -91,6 +91,22 @@ func (p *Progress) Add(items, bytes int64) {
 	}
 }
 
+// AddTotal grows the totals as work is discovered (e.g. per folder).
+func (p *Progress) AddTotal(items, bytes int64) {
+	p.mu.Lock()
+	p.opts.TotalItems += items
+	p.opts.TotalBytes += bytes
+	first := p.opts.TotalBytes == bytes
+	p.mu.Unlock()
+	if p.bar != nil {
+		if first {
+			p.bar.ChangeMax64(max(bytes, 1))
+		} else {
+			p.bar.AddMax64(bytes)
+		}
+	}
+}
+
 // SetActive sets (or with status "" removes) a unit's status line, e.g.
 // SetActive("INBOX", "1200/5000").
 func (p *Progress) SetActive(name, status string) {

@@ -1,0 +1,316 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	stdsync "sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/imapctl/imapctl/pkg/store"
+)
+
+// copy copies msgs with the folder's own worker w. Above SplitThreshold
+// messages, the list is cut into UID ranges taken from a queue; whenever a
+// connection slot is free, a helper with its own handle pair joins, so a
+// huge folder does not serialise the run. The first error that stops a
+// worker stops the others.
+func (f *folderRun) copy(ctx context.Context, w *worker, msgs []*msg) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	chunks := [][]*msg{msgs}
+	if t := f.r.opts.SplitThreshold; len(msgs) > t {
+		size := max(1, t/4)
+		chunks = chunks[:0]
+		for i := 0; i < len(msgs); i += size {
+			chunks = append(chunks, msgs[i:min(i+size, len(msgs))])
+		}
+	}
+	var (
+		next    atomic.Int64 // next chunk to take
+		workers atomic.Int64 // workers running
+		wg      stdsync.WaitGroup
+		work    func(w *worker)
+	)
+	recruit := func() {
+		for int64(len(chunks))-next.Load() > workers.Load() && f.r.tryAcquire() {
+			workers.Add(1)
+			wg.Go(func() {
+				defer f.r.release()
+				defer workers.Add(-1)
+				hw, err := f.openWorker(fctx)
+				if err != nil {
+					if !errors.Is(err, context.Canceled) {
+						f.log.Warn("could not open a helper connection", "err", err)
+					}
+					var uv *store.UIDValidityError
+					if errors.As(err, &uv) {
+						cancel(err)
+					}
+					return
+				}
+				defer hw.close()
+				work(hw)
+			})
+		}
+	}
+	work = func(w *worker) {
+		for {
+			i := next.Add(1) - 1
+			if i >= int64(len(chunks)) {
+				return
+			}
+			if err := f.copyChunk(fctx, w, chunks[i]); err != nil {
+				cancel(err)
+				return
+			}
+			recruit()
+		}
+	}
+	workers.Add(1)
+	if len(chunks) > 1 {
+		recruit()
+	}
+	work(w)
+	workers.Add(-1)
+	wg.Wait()
+	if fctx.Err() != nil {
+		return context.Cause(fctx)
+	}
+	return nil
+}
+
+// copyChunk copies messages in order until the context ends or an error
+// stops the folder.
+func (f *folderRun) copyChunk(ctx context.Context, w *worker, msgs []*msg) error {
+	for _, m := range msgs {
+		if ctx.Err() != nil {
+			return nil // no new work once cancelled; the cause is reported by copy
+		}
+		if err := f.copyOne(ctx, w, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errVanished means the source message was expunged since it was listed.
+var errVanished = errors.New("message vanished from the source")
+
+// copyOne copies one message. It returns nil when the message was copied,
+// vanished from the source, or was refused by the target (then recorded
+// as a failure); an error stops the folder.
+func (f *folderRun) copyOne(ctx context.Context, w *worker, m *msg) error {
+	for attempt := 0; ; attempt++ {
+		uid, err := f.transfer(ctx, w, m)
+		switch {
+		case err == nil:
+			f.copied(m, uid)
+			return nil
+		case errors.Is(err, errVanished):
+			f.log.Debug("message vanished from the source", "uid", m.UID)
+			return nil
+		case isUncertain(err) && attempt == 0:
+			// The reply was lost: the message may be there. Look before
+			// appending it again.
+			found, rerr := f.recheck(ctx, w, m)
+			if errors.Is(rerr, errVanished) {
+				return nil // gone from the source meanwhile: nothing to copy
+			}
+			if rerr != nil {
+				return fmt.Errorf("source UID %d: %w; checking the target failed: %w", m.UID, err, rerr)
+			}
+			if found {
+				return nil
+			}
+			f.log.Info("append reply lost and message not on the target; appending again", "uid", m.UID)
+			continue
+		}
+		if classify(ctx, err) != classMessage {
+			return err
+		}
+		if n := f.fail(m, err); n >= maxConsecutiveFailures {
+			return fmt.Errorf("%d messages in a row failed, the last with: %w", n, err)
+		}
+		return nil
+	}
+}
+
+// transfer streams one message from the source into the target. Once
+// started, it may finish for StopGrace after ctx ends, so that Ctrl-C
+// does not cut a message in the middle when it need not.
+func (f *folderRun) transfer(ctx context.Context, w *worker, m *msg) (store.UID, error) {
+	op, done := detach(ctx, f.r.opts.StopGrace)
+	defer done()
+	rc, size, err := w.src.OpenMessage(op, m.UID)
+	if errors.Is(err, store.ErrNoMessage) {
+		return 0, errVanished
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read source UID %d: %w", m.UID, err)
+	}
+	defer rc.Close()
+	if size < 0 {
+		size = m.Size
+	}
+	r, ao := &exactReader{r: rc, size: size}, store.AppendOptions{Flags: m.Flags, Date: m.Date}
+	var uid store.UID
+	if sa, ok := w.dst.(sizedAppender); ok {
+		uid, err = sa.AppendSize(op, r, size, ao)
+	} else {
+		uid, err = w.dst.Append(op, r, ao)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("append source UID %d: %w", m.UID, err)
+	}
+	return uid, nil
+}
+
+// sizedAppender is implemented by a mailbox that can append a message of
+// known size without reading it first (an IMAP store must announce the
+// size of the literal before sending it).
+type sizedAppender interface {
+	AppendSize(ctx context.Context, r io.Reader, size int64, opts store.AppendOptions) (store.UID, error)
+}
+
+// detach returns a context that ends grace after ctx ends, for an
+// operation that should be allowed to finish.
+func detach(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	op, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return op, func() { stop(); cancel() }
+}
+
+// exactReader passes a message's bytes to Append and checks there are
+// exactly Size of them. Its Size method tells a store that must announce
+// the length first (an IMAP literal) how long the message is, so that it
+// need not buffer it.
+type exactReader struct {
+	r       io.Reader
+	size, n int64
+}
+
+// Size returns the message's size in bytes.
+func (e *exactReader) Size() int64 { return e.size }
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if rest := e.size - e.n + 1; int64(len(p)) > rest {
+		p = p[:rest] // one byte more than announced is enough to notice
+	}
+	n, err := e.r.Read(p)
+	e.n += int64(n)
+	switch {
+	case e.n > e.size:
+		return n, fmt.Errorf("source message longer than its size %d", e.size)
+	case err == io.EOF && e.n < e.size:
+		return n, fmt.Errorf("source message shorter (%d bytes) than its size %d: %w", e.n, e.size, io.ErrUnexpectedEOF)
+	}
+	return n, err
+}
+
+// copied records a message copied into target UID uid; 0 means the
+// target did not tell (a server without UIDPLUS): the next run then pairs
+// the message by identity.
+func (f *folderRun) copied(m *msg, uid store.UID) {
+	f.mu.Lock()
+	if uid != 0 {
+		f.claimed[uid] = true
+	}
+	f.rep.Copied++
+	f.rep.Bytes += m.Size
+	f.consecutive = 0
+	f.mu.Unlock()
+	if uid != 0 {
+		f.r.state.addPair(f.fs, m.UID, uid)
+	}
+	if fn := f.r.opts.Progress.Copied; fn != nil {
+		fn(f.rep.Source, m.Size)
+	}
+}
+
+// fail records a message the target refused and returns the number of
+// failures in a row.
+func (f *folderRun) fail(m *msg, err error) int {
+	f.log.Warn("message not copied", "uid", m.UID, "message_id", m.MessageID, "size", m.Size, "err", err)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures = append(f.failures, Failure{Folder: f.rep.Source, SourceUID: m.UID,
+		MessageID: normalizeMessageID(m.MessageID), Size: m.Size, Reason: err.Error()})
+	f.rep.Failed++
+	f.consecutive++
+	return f.consecutive
+}
+
+// recheck looks on the target for message m after an APPEND whose reply
+// was lost, on a fresh target handle (the old connection is likely
+// broken): a message above the UIDs listed before copying, not copied by
+// this run, with m's identity. Found, it is recorded as m's copy.
+func (f *folderRun) recheck(ctx context.Context, w *worker, m *msg) (bool, error) {
+	if m.id == "" {
+		if err := identify(ctx, w.src, []*msg{m}); err != nil {
+			return false, err
+		}
+		if m.id == "" {
+			return false, errVanished
+		}
+	}
+	w.dst.Close()
+	dst, err := f.r.dst.Open(ctx, f.rep.Target)
+	w.dst = dst
+	if err != nil {
+		w.dst = nil
+		return false, err
+	}
+	st, err := dst.Status(ctx)
+	if err != nil {
+		return false, err
+	}
+	if st.UIDValidity != f.fs.dstValidity {
+		return false, &store.UIDValidityError{Mailbox: f.rep.Target, Old: f.fs.dstValidity, New: st.UIDValidity}
+	}
+	var cands []*msg
+	err = dst.Messages(ctx, f.dstMax+1, func(info store.MessageInfo) error {
+		if info.Size != m.Size {
+			return nil
+		}
+		f.mu.Lock()
+		mine := f.claimed[info.UID]
+		f.mu.Unlock()
+		if !mine {
+			cands = append(cands, &msg{MessageInfo: info, full: true})
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	if err := identify(ctx, dst, cands); err != nil {
+		return false, err
+	}
+	for _, c := range cands {
+		if c.id == m.id && f.claim(c.UID) {
+			f.log.Info("append reply lost, but the message is on the target", "uid", m.UID, "target_uid", c.UID)
+			f.copied(m, c.UID)
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// claim marks a target UID as holding a copy made by this run; it reports
+// false when it already did.
+func (f *folderRun) claim(uid store.UID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.claimed[uid] {
+		return false
+	}
+	f.claimed[uid] = true
+	return true
+}
