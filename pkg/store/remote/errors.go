@@ -106,6 +106,10 @@ func (e *unavailableError) Error() string {
 func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
 func (e *unavailableError) Unwrap() error        { return e.err }
 
+// Temporary reports true: the server may be back later (pkg/sync stops the
+// folder and a re-run resumes).
+func (e *unavailableError) Temporary() bool { return true }
+
 // timeoutError is the watchdog's verdict: the server did not answer within
 // Config.Timeout. The connection is closed and the error is transient.
 type timeoutError struct{ d time.Duration }
@@ -134,6 +138,10 @@ func (e *AppendUncertainError) Error() string {
 // Unwrap returns the connection error.
 func (e *AppendUncertainError) Unwrap() error { return e.Err }
 
+// Uncertain reports true: the caller must look for the message before
+// appending it again (the interface pkg/sync checks).
+func (e *AppendUncertainError) Uncertain() bool { return true }
+
 // UncertainError reports a COPY or MOVE whose outcome is unknown: the
 // command was sent, then the connection failed before its reply. It is not
 // retried (a second COPY would duplicate messages); list the target
@@ -152,6 +160,9 @@ func (e *UncertainError) Error() string {
 
 // Unwrap returns the connection error.
 func (e *UncertainError) Unwrap() error { return e.Err }
+
+// Uncertain reports true: list the target to learn what happened.
+func (e *UncertainError) Uncertain() bool { return true }
 
 // Retryable reports whether err is transient: the same operation may
 // succeed if tried again later (a dropped or refused connection, BYE, NO

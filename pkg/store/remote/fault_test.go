@@ -117,6 +117,7 @@ func TestFaultMessagesCut(t *testing.T) {
 	p.cutAfter.Store(16 << 10)
 	st := dialVia(t, srv, plainURL(p.addr()), 10*time.Second)
 	defer st.Close()
+	st.batch = 64 // several pipelined FETCH commands per round
 	mb := openBox(t, st, "INBOX")
 	sameInfos(t, "Messages", listAll(t, mb), want, true)
 	var flags []store.MessageInfo

@@ -243,6 +243,11 @@ func (l *link) ensure(ctx context.Context) (*session, error) {
 			return nil, err
 		}
 	}
+	if l.closed.Load() {
+		// Closed while connecting (close does not wait for ever).
+		s.logout(time.Second)
+		return nil, ErrClosed
+	}
 	l.sess.Store(s)
 	return s, nil
 }
