@@ -191,11 +191,12 @@ func newPartCache(max int) *partCache {
 }
 
 func (c *partCache) get(f *os.File, m *maildir.Message) (*mimeparse.Part, error) {
-	base := filepath.Base(m.Path)
+	path := m.Path()
+	base := filepath.Base(path)
 	if i := strings.Index(base, ":2,"); i >= 0 {
 		base = base[:i]
 	}
-	key := filepath.Join(filepath.Dir(m.Path), base) + "\x00" + strconv.FormatInt(m.Size, 10)
+	key := filepath.Join(filepath.Dir(path), base) + "\x00" + strconv.FormatInt(m.Size, 10)
 	c.mu.Lock()
 	if e, ok := c.items[key]; ok {
 		c.ll.MoveToFront(e)

@@ -320,6 +320,7 @@ func (s *Server) addListener(ln net.Listener, implicitTLS bool) {
 			}
 			delay = 0
 			loopback := isLoopback(c.RemoteAddr()) && !s.cfg.LoopbackIsRemote
+			c = newCorkConn(c)
 			if implicitTLS {
 				c = tls.Server(c, s.tlsConf)
 			}

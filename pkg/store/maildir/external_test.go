@@ -123,7 +123,7 @@ func TestExternalDelete(t *testing.T) {
 	s := openTestStore(t, root, Options{NoSync: true})
 	mb := openBox(t, s, "INBOX")
 	uids := appendIDs(t, mb, "d", 3)
-	path := mb.Lookup([]uint32{uids[0]})[0].Path
+	path := mb.Lookup([]uint32{uids[0]})[0].Path()
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}

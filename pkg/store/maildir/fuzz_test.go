@@ -319,7 +319,7 @@ func checkConsistent(t *testing.T, mb *Mailbox, files int) {
 		if m.UID == 0 || (i > 0 && uint32(m.UID) <= st.UIDs[i-1]) || uint32(m.UID) >= st.UIDNext {
 			t.Fatalf("UIDs %v with UIDNEXT %d", st.UIDs, st.UIDNext)
 		}
-		if _, err := os.Stat(m.Path); err != nil {
+		if _, err := os.Stat(m.Path()); err != nil {
 			t.Fatalf("UID %d: %v", m.UID, err)
 		}
 		if !m.HasFlag(store.FlagSeen) {

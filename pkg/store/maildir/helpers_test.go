@@ -131,7 +131,7 @@ func curFileOf(t testing.TB, mb *Mailbox, uid uint32) string {
 	if len(msgs) != 1 {
 		t.Fatalf("UID %d not found", uid)
 	}
-	return filepath.Base(msgs[0].Path)
+	return filepath.Base(msgs[0].Path())
 }
 
 // writeDelivery writes a message file the way an MDA does (tmp/, then a

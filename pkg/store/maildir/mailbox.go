@@ -1,7 +1,7 @@
 package maildir
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/imapctl/imapctl/pkg/store"
@@ -30,12 +31,15 @@ var (
 	_ store.Mover   = (*Mailbox)(nil)
 )
 
-// Message is a message's metadata plus the path of its file when it was
+// Message is a message's metadata plus where its file was when it was
 // looked up (the file is renamed when its flags change: use OpenFile).
 type Message struct {
 	store.MessageInfo
-	Path string
+	dir, name string
 }
+
+// Path returns the message file's path as of the lookup.
+func (m *Message) Path() string { return filepath.Join(m.dir, "cur", m.name) }
 
 // State is a consistent snapshot of a mailbox.
 type State struct {
@@ -127,15 +131,24 @@ func (b *mbox) messageLocked(i int) Message {
 			Size:      r.size,
 			MessageID: r.msgID,
 		},
-		Path: b.pathCur(b.names[i]),
+		dir:  b.dir,
+		name: b.names[i],
 	}
 }
+
+// zones caches one *time.Location per offset: time.FixedZone allocates,
+// and FETCH of 100,000 internal dates would make as many.
+var zones sync.Map // int32 -> *time.Location
 
 func zone(off int32) *time.Location {
 	if off == 0 {
 		return time.UTC
 	}
-	return time.FixedZone("", int(off))
+	if z, ok := zones.Load(off); ok {
+		return z.(*time.Location)
+	}
+	z, _ := zones.LoadOrStore(off, time.FixedZone("", int(off)))
+	return z.(*time.Location)
 }
 
 // Lookup returns the messages with the given UIDs that exist, in the
@@ -170,7 +183,7 @@ func (m *Mailbox) Flags(uids []uint32) [][]store.Flag {
 // OpenFile opens a message's file. If it was renamed or moved by a flag
 // change meanwhile, it looks the message up again.
 func (m *Mailbox) OpenFile(msg Message) (*os.File, error) {
-	f, err := os.Open(msg.Path)
+	f, err := os.Open(msg.Path())
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return f, err
 	}
@@ -187,7 +200,7 @@ func (m *Mailbox) OpenFile(msg Message) (*os.File, error) {
 		if len(cur) == 0 {
 			return nil, fmt.Errorf("UID %d: %w", msg.UID, store.ErrNoMessage)
 		}
-		f, err = os.Open(cur[0].Path)
+		f, err = os.Open(cur[0].Path())
 		if err == nil || !errors.Is(err, fs.ErrNotExist) {
 			return f, err
 		}
@@ -282,11 +295,9 @@ func (m *Mailbox) Append(ctx context.Context, r io.Reader, opts store.AppendOpti
 	tmpPath := tmp.Name()
 	cleanup := func() { tmp.Close(); os.Remove(tmpPath) }
 	hw := &headerCapture{limit: 256 << 10}
-	bw := bufio.NewWriterSize(io.MultiWriter(tmp, hw), 64<<10)
-	size, err := io.Copy(bw, contextReader{ctx, r})
-	if err == nil {
-		err = bw.Flush()
-	}
+	bufp := copyBufs.Get().(*[]byte)
+	size, err := io.CopyBuffer(io.MultiWriter(tmp, hw), contextReader{ctx, r}, *bufp)
+	copyBufs.Put(bufp)
 	if err == nil {
 		err = os.Chtimes(tmpPath, date, date)
 	}
@@ -362,15 +373,27 @@ func (c contextReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// headerCapture keeps the first bytes written (the header block).
+// copyBufs holds the buffers Append copies messages through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// headerCapture keeps the first bytes written, up to the end of the header
+// block (the first empty line) or limit bytes.
 type headerCapture struct {
 	buf   []byte
 	limit int
+	done  bool
 }
 
 func (h *headerCapture) Write(p []byte) (int, error) {
+	if h.done {
+		return len(p), nil
+	}
+	start := max(len(h.buf)-3, 0)
 	if room := h.limit - len(h.buf); room > 0 {
 		h.buf = append(h.buf, p[:min(room, len(p))]...)
+	}
+	if bytes.Contains(h.buf[start:], []byte("\n\n")) || bytes.Contains(h.buf[start:], []byte("\n\r\n")) || len(h.buf) >= h.limit {
+		h.done = true
 	}
 	return len(p), nil
 }
