@@ -103,12 +103,23 @@ func (f *folderRun) copyChunk(ctx context.Context, w *worker, msgs []*msg) error
 // errVanished means the source message was expunged since it was listed.
 var errVanished = errors.New("message vanished from the source")
 
+// maxTransferAttempts bounds the attempts to copy one message when its
+// connections keep breaking while it is being sent.
+const maxTransferAttempts = 8
+
 // copyOne copies one message. It returns nil when the message was copied,
 // vanished from the source, or was refused by the target (then recorded
 // as a failure); an error stops the folder.
+//
+// A store cannot resend a message whose connection broke in the middle of
+// it (the reader is a stream from the source), so copyOne does: as long
+// as each attempt got some of the message across, it opens the source
+// message again and starts over, up to maxTransferAttempts times. An
+// attempt that moved nothing means the store could not reconnect, after
+// its own retries: the folder stops.
 func (f *folderRun) copyOne(ctx context.Context, w *worker, m *msg) error {
-	for attempt := 0; ; attempt++ {
-		uid, err := f.transfer(ctx, w, m)
+	for attempt := 1; ; attempt++ {
+		uid, sent, err := f.transfer(ctx, w, m)
 		switch {
 		case err == nil:
 			f.copied(m, uid)
@@ -116,7 +127,13 @@ func (f *folderRun) copyOne(ctx context.Context, w *worker, m *msg) error {
 		case errors.Is(err, errVanished):
 			f.log.Debug("message vanished from the source", "uid", m.UID)
 			return nil
-		case isUncertain(err) && attempt == 0:
+		case sent > 0 && attempt < maxTransferAttempts && !isUncertain(err) && brokenConnection(ctx, err):
+			// Cut before the whole message went out: the target cannot
+			// have stored it.
+			f.log.Info("connection broke while copying a message; sending it again", "uid", m.UID,
+				"attempt", attempt, "sent", sent, "size", m.Size, "err", err)
+			continue
+		case isUncertain(err) && attempt < maxTransferAttempts:
 			// The reply was lost: the message may be there. Look before
 			// appending it again.
 			found, rerr := f.recheck(ctx, w, m)
@@ -135,6 +152,11 @@ func (f *folderRun) copyOne(ctx context.Context, w *worker, m *msg) error {
 		if classify(ctx, err) != classMessage {
 			return err
 		}
+		if !m.full {
+			// Listed through the state (flags only): learn the Message-ID
+			// that names the message in the report. Best effort.
+			_ = identify(ctx, w.src, []*msg{m})
+		}
 		if n := f.fail(m, err); n >= maxConsecutiveFailures {
 			return fmt.Errorf("%d messages in a row failed, the last with: %w", n, err)
 		}
@@ -144,16 +166,18 @@ func (f *folderRun) copyOne(ctx context.Context, w *worker, m *msg) error {
 
 // transfer streams one message from the source into the target. Once
 // started, it may finish for StopGrace after ctx ends, so that Ctrl-C
-// does not cut a message in the middle when it need not.
-func (f *folderRun) transfer(ctx context.Context, w *worker, m *msg) (store.UID, error) {
+// does not cut a message in the middle when it need not. It also returns
+// how many bytes of the message were read from the source, which tells
+// whether a failed attempt got anywhere.
+func (f *folderRun) transfer(ctx context.Context, w *worker, m *msg) (store.UID, int64, error) {
 	op, done := detach(ctx, f.r.opts.StopGrace)
 	defer done()
 	rc, size, err := w.src.OpenMessage(op, m.UID)
 	if errors.Is(err, store.ErrNoMessage) {
-		return 0, errVanished
+		return 0, 0, errVanished
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read source UID %d: %w", m.UID, err)
+		return 0, 0, fmt.Errorf("read source UID %d: %w", m.UID, err)
 	}
 	defer rc.Close()
 	if size < 0 {
@@ -167,9 +191,9 @@ func (f *folderRun) transfer(ctx context.Context, w *worker, m *msg) (store.UID,
 		uid, err = w.dst.Append(op, r, ao)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("append source UID %d: %w", m.UID, err)
+		return 0, r.n, fmt.Errorf("append source UID %d: %w", m.UID, err)
 	}
-	return uid, nil
+	return uid, r.n, nil
 }
 
 // sizedAppender is implemented by a mailbox that can append a message of
@@ -250,7 +274,8 @@ func (f *folderRun) fail(m *msg, err error) int {
 // recheck looks on the target for message m after an APPEND whose reply
 // was lost, on a fresh target handle (the old connection is likely
 // broken): a message above the UIDs listed before copying, not copied by
-// this run, with m's identity. Found, it is recorded as m's copy.
+// this run, with m's identity (or m's content with other line endings).
+// Found, it is recorded as m's copy.
 func (f *folderRun) recheck(ctx context.Context, w *worker, m *msg) (bool, error) {
 	if m.id == "" {
 		if err := identify(ctx, w.src, []*msg{m}); err != nil {
@@ -276,9 +301,6 @@ func (f *folderRun) recheck(ctx context.Context, w *worker, m *msg) (bool, error
 	}
 	var cands []*msg
 	err = dst.Messages(ctx, f.dstMax+1, func(info store.MessageInfo) error {
-		if info.Size != m.Size {
-			return nil
-		}
 		f.mu.Lock()
 		mine := f.claimed[info.UID]
 		f.mu.Unlock()
@@ -299,6 +321,16 @@ func (f *folderRun) recheck(ctx context.Context, w *worker, m *msg) (bool, error
 			f.copied(m, c.UID)
 			return true, nil
 		}
+	}
+	// The target may have converted its line endings.
+	twins, err := convertedTwins(ctx, w.src, dst, []*msg{m}, cands, map[store.UID]bool{})
+	if err != nil {
+		return false, err
+	}
+	if c := twins[m.UID]; c != nil && f.claim(c.UID) {
+		f.log.Info("append reply lost, but the message is on the target", "uid", m.UID, "target_uid", c.UID, "target_size", c.Size)
+		f.copied(m, c.UID)
+		return true, nil
 	}
 	return false, nil
 }

@@ -13,7 +13,11 @@
 //     message's identity is its Message-ID plus its size, or, without
 //     Message-ID, a hash of its header block plus its size. Identities are
 //     counted as multisets: two different source messages sharing a
-//     Message-ID are both copied.
+//     Message-ID are both copied. A message left over with the Message-ID
+//     (or header) of a leftover message of the other side but another size
+//     is its twin when their contents are equal but for CRLF versus LF: a
+//     server such as Dovecot serves a message stored with bare LF line
+//     endings with CRLF, and a bigger size.
 //   - The state (Options.StateDir) remembers source UID → target UID per
 //     folder pair and UIDVALIDITY pair, so that an unchanged folder is
 //     re-synchronised from UIDs and flags alone (store.FlagLister), with

@@ -88,6 +88,18 @@ func classify(ctx context.Context, err error) errClass {
 	return classMessage
 }
 
+// brokenConnection reports whether err is a connection that failed (or
+// timed out), which another attempt on a new connection may get past, as
+// opposed to a refusal or a state of the mailbox that it would meet again.
+func brokenConnection(ctx context.Context, err error) bool {
+	if classify(ctx, err) != classFolder {
+		return false
+	}
+	var uv *store.UIDValidityError
+	return !errors.As(err, &uv) && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrReadOnly) &&
+		!errors.Is(err, syscall.ENOSPC)
+}
+
 // isUncertain reports whether err says an Append may or may not have
 // stored the message.
 func isUncertain(err error) bool {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sort"
 	"strconv"
@@ -187,4 +188,127 @@ func flagKey(flags []store.Flag) string {
 	}
 	sort.Strings(ks)
 	return strings.Join(ks, " ")
+}
+
+// key returns an identity without its size: the normalised Message-ID,
+// or the header hash.
+func (id identity) key() string {
+	s, _, _ := strings.Cut(string(id), "\x00")
+	return s
+}
+
+// contentSum hashes a whole message with CRLF read as LF.
+func contentSum(ctx context.Context, mb store.Mailbox, uid store.UID) ([]byte, error) {
+	rc, _, err := mb.OpenMessage(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	h := &lfHasher{h: sha256.New()}
+	if _, err := io.Copy(h, rc); err != nil {
+		return nil, err
+	}
+	return h.sum(), nil
+}
+
+// lfHasher hashes what is written to it with every CRLF written as LF.
+type lfHasher struct {
+	h  hash.Hash
+	cr bool // the last byte written was a CR not yet hashed
+}
+
+// sum returns the hash of everything written.
+func (w *lfHasher) sum() []byte {
+	if w.cr {
+		w.h.Write([]byte{'\r'})
+		w.cr = false
+	}
+	return w.h.Sum(nil)
+}
+
+func (w *lfHasher) Write(p []byte) (int, error) {
+	n := len(p)
+	if n == 0 {
+		return 0, nil
+	}
+	if w.cr {
+		w.cr = false
+		if p[0] != '\n' {
+			w.h.Write([]byte{'\r'})
+		}
+	}
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\r')
+		if i < 0 {
+			w.h.Write(p)
+			break
+		}
+		w.h.Write(p[:i])
+		if i == len(p)-1 {
+			w.cr = true
+			break
+		}
+		if p[i+1] != '\n' {
+			w.h.Write(p[i : i+1])
+		}
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// convertedTwins pairs source messages with target messages that have the
+// same Message-ID (or header) but another size, when their contents are
+// the same but for line endings: a server that stores a message with bare
+// LF line endings may serve it with CRLF (Dovecot does), which changes its
+// size and so its identity. srcs and dsts must be identified; target
+// messages in taken are skipped, and those paired are added to it. The
+// result maps source UIDs to their twins. Only candidate pairs (same
+// Message-ID or header, different sizes, both left over) are read, whole.
+func convertedTwins(ctx context.Context, src, dst store.Mailbox, srcs, dsts []*msg, taken map[store.UID]bool) (map[store.UID]*msg, error) {
+	byKey := map[string][]*msg{}
+	for _, d := range dsts {
+		if d.id != "" && !taken[d.UID] {
+			byKey[d.id.key()] = append(byKey[d.id.key()], d)
+		}
+	}
+	if len(byKey) == 0 {
+		return nil, nil
+	}
+	dstSums := map[store.UID][]byte{}
+	out := map[store.UID]*msg{}
+	for _, s := range srcs {
+		if s.id == "" {
+			continue
+		}
+		var srcSum []byte
+		for _, d := range byKey[s.id.key()] {
+			if taken[d.UID] || d.Size == s.Size {
+				continue
+			}
+			if srcSum == nil {
+				sum, err := contentSum(ctx, src, s.UID)
+				if errors.Is(err, store.ErrNoMessage) {
+					break // vanished from the source meanwhile
+				}
+				if err != nil {
+					return nil, fmt.Errorf("read UID %d in %q: %w", s.UID, src.Name(), err)
+				}
+				srcSum = sum
+			}
+			ds, ok := dstSums[d.UID]
+			if !ok {
+				sum, err := contentSum(ctx, dst, d.UID)
+				if err != nil && !errors.Is(err, store.ErrNoMessage) {
+					return nil, fmt.Errorf("read UID %d in %q: %w", d.UID, dst.Name(), err)
+				}
+				ds, dstSums[d.UID] = sum, sum
+			}
+			if ds != nil && bytes.Equal(ds, srcSum) {
+				taken[d.UID] = true
+				out[s.UID] = d
+				break
+			}
+		}
+	}
+	return out, nil
 }

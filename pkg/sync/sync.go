@@ -522,6 +522,31 @@ func (f *folderRun) plan(ctx context.Context, w *worker, srcMsgs, dstMsgs []*msg
 			}
 			p.copy = append(p.copy, s)
 		}
+		// Twins whose line endings the target converted.
+		if len(p.copy) > 0 && len(pool) > len(matched) {
+			twins, err := convertedTwins(ctx, w.src, w.dst, p.copy, pool, matched)
+			if err != nil {
+				return nil, err
+			}
+			if len(twins) > 0 {
+				rest := p.copy[:0:0]
+				for _, s := range p.copy {
+					d := twins[s.UID]
+					if d == nil {
+						rest = append(rest, s)
+						continue
+					}
+					f.log.Debug("twin found with other line endings", "uid", s.UID, "target_uid", d.UID, "size", s.Size, "target_size", d.Size)
+					p.change.pair = append(p.change.pair, [2]store.UID{s.UID, d.UID})
+					if _, ok := targetOnly[d.UID]; ok {
+						p.change.forget = append(p.change.forget, d.UID)
+					}
+					p.existing++
+					syncFlags(s, d)
+				}
+				p.copy = rest
+			}
+		}
 		leftover = leftover[:0:0]
 		for _, d := range pool {
 			if !matched[d.UID] {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 
 	"golang.org/x/sync/errgroup"
 
@@ -102,13 +103,33 @@ func (r *runner) verifyFolder(ctx context.Context, fm FolderMap) ([]MissingMessa
 		}
 	}
 	var out []MissingMessage
+	var unmatched []*msg
 	for _, s := range rest {
+		if d := take(s, false); d != nil {
+			out = append(out, MissingMessage{Folder: fm.Source, SourceUID: s.UID, MessageID: s.id.messageID(), Size: s.Size,
+				Problem: "flags differ", Flags: store.SortFlags(s.Flags), TargetUID: d.UID, TargetFlags: store.SortFlags(d.Flags)})
+			continue
+		}
+		unmatched = append(unmatched, s)
+	}
+	// Twins whose line endings the target converted.
+	var twins map[store.UID]*msg
+	if len(unmatched) > 0 && dst != nil {
+		if twins, err = convertedTwins(ctx, src, dst, unmatched, dstMsgs, used); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range unmatched {
 		mm := MissingMessage{Folder: fm.Source, SourceUID: s.UID, MessageID: s.id.messageID(), Size: s.Size,
 			Problem: "missing", Flags: store.SortFlags(s.Flags)}
-		if d := take(s, false); d != nil {
+		if d := twins[s.UID]; d != nil {
+			if flagKey(d.Flags) == flagKey(s.Flags) {
+				continue
+			}
 			mm.Problem, mm.TargetUID, mm.TargetFlags = "flags differ", d.UID, store.SortFlags(d.Flags)
 		}
 		out = append(out, mm)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].SourceUID < out[j].SourceUID })
 	return out, nil
 }
