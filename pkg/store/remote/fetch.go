@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	stdsync "sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -103,13 +104,30 @@ func (m *Mailbox) fetchMeta(ctx context.Context, uids []imap.UID, withID bool) (
 				break
 			}
 		}
-		for _, cmd := range cmds {
-			cerr := collectMeta(s, cmd, withID, func(mi store.MessageInfo) {
-				if _, ok := slices.BinarySearch(rest, imap.UID(mi.UID)); ok {
-					got[imap.UID(mi.UID)] = mi
-					p.progress()
-				}
+		// Each command's replies are read by a goroutine of its own: a
+		// server may interleave the replies of pipelined FETCH commands
+		// (Dovecot runs them in parallel), and go-imap's reader stops at
+		// a reply's literal until whoever owns that command reads it, so
+		// reading the commands one after the other would deadlock.
+		var (
+			mu   stdsync.Mutex
+			wg   stdsync.WaitGroup
+			errs = make([]error, len(cmds))
+		)
+		for i, cmd := range cmds {
+			wg.Go(func() {
+				errs[i] = collectMeta(s, cmd, withID, func(mi store.MessageInfo) {
+					if _, ok := slices.BinarySearch(rest, imap.UID(mi.UID)); ok {
+						mu.Lock()
+						got[imap.UID(mi.UID)] = mi
+						p.progress()
+						mu.Unlock()
+					}
+				})
 			})
+		}
+		wg.Wait()
+		for _, cerr := range errs {
 			if err == nil {
 				err = cerr
 			}
