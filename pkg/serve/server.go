@@ -106,8 +106,9 @@ type Server struct {
 }
 
 type userStore struct {
-	st   *maildir.Store
-	refs int
+	st        *maildir.Store
+	refs      int
+	idleSince time.Time
 }
 
 // New prepares a server: it locks the data directory, loads users (and
@@ -470,11 +471,32 @@ func (s *Server) releaseStore(user string) {
 		return
 	}
 	us.refs--
-	if us.refs == 0 {
-		_ = us.st.Close()
-		delete(s.stores, user)
+	if us.refs > 0 {
+		return
+	}
+	// Keep the store (and its loaded mailboxes) for the user's next
+	// session: reloading a 100,000-message mailbox costs a quarter of a
+	// second. Beyond keepIdleStores idle users, close the least recent.
+	us.idleSince = time.Now()
+	idle := 0
+	var oldest string
+	for name, u := range s.stores {
+		if u.refs == 0 {
+			idle++
+			if oldest == "" || u.idleSince.Before(s.stores[oldest].idleSince) {
+				oldest = name
+			}
+		}
+	}
+	if idle > keepIdleStores {
+		_ = s.stores[oldest].st.Close()
+		delete(s.stores, oldest)
 	}
 }
+
+// keepIdleStores is how many users without a session keep their store
+// loaded.
+const keepIdleStores = 64
 
 // chanListener is a net.Listener fed by our own accept loop, so that each
 // connection can be routed to the server with the right auth policy.

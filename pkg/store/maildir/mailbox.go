@@ -603,24 +603,27 @@ func (b *mbox) expungeLocked(uids []uint32, src uint64, unlink func(i int) error
 		if cerr := b.log.commit(); err == nil {
 			err = cerr
 		}
-		msgs := make([]rec, 0, len(b.msgs)-len(removed))
-		names := make([]string, 0, cap(msgs))
+		// msgs and names are private to b: compact them in place. The UID
+		// slice is shared with session snapshots, so it gets a new array.
+		k := 0
 		for i := range b.msgs {
 			if gone[b.msgs[i].uid] {
 				b.countLocked(&b.msgs[i], -1)
 				b.logChangeLocked(b.msgs[i].uid, ChangeExpunge, src)
 				continue
 			}
-			msgs = append(msgs, b.msgs[i])
-			names = append(names, b.names[i])
+			b.msgs[k], b.names[k] = b.msgs[i], b.names[i]
+			k++
 		}
-		b.msgs, b.names = msgs, names
-		uidsCopy := make([]uint32, len(msgs), len(msgs)+64)
-		for i := range msgs {
-			uidsCopy[i] = msgs[i].uid
+		clear(b.msgs[k:])
+		clear(b.names[k:])
+		b.msgs, b.names = b.msgs[:k], b.names[:k]
+		uidsCopy := make([]uint32, k, k+k/8+64)
+		for i := range b.msgs {
+			uidsCopy[i] = b.msgs[i].uid
 		}
 		b.uids = uidsCopy
-		b.liveRecs = len(msgs)
+		b.liveRecs = k
 		b.notifyLocked()
 		if b.logRecs > 2*b.liveRecs+1024 {
 			if cerr := b.compactLocked(); cerr != nil {
