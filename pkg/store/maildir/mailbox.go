@@ -329,24 +329,51 @@ func (m *Mailbox) Append(ctx context.Context, r io.Reader, opts store.AppendOpti
 		base: newBase(time.Now(), size)}
 	fn := b.fileNameFor(rc.base, bits, kw, "")
 	final := b.pathCur(fn.String())
-	err = b.ownChange(func() error {
-		if err := os.Rename(tmpPath, final); err != nil {
-			return err
-		}
-		if !m.s.opts.NoSync {
-			return syncDir(filepath.Dir(final))
-		}
-		return nil
-	})
-	if err != nil {
-		cleanup()
-		return 0, fmt.Errorf("append to %q: %w", b.name, err)
-	}
+	// The file's data is synced; now the rename (and the directory's sync)
+	// and the index record (and the log's sync) go on at once: the two
+	// fsyncs overlap, and the filesystem often commits them together.
+	// Either order of completion is safe, since nothing is acknowledged
+	// before both: an index record whose file never reached cur/ reads as
+	// expunged on the next load, and a file in cur/ without a record is
+	// indexed as a new message.
+	var renamed bool
+	dirDone := make(chan error, 1)
+	go func() {
+		dirDone <- b.ownChange(func() error {
+			if err := os.Rename(tmpPath, final); err != nil {
+				return err
+			}
+			renamed = true
+			if !m.s.opts.NoSync {
+				return syncDir(filepath.Dir(final))
+			}
+			return nil
+		})
+	}()
 	b.log.add(&record{typ: recAdd, msg: rc})
-	if err := b.log.commit(); err != nil {
-		// Not acknowledged: take the file back so a retry cannot duplicate it.
-		os.Remove(final)
-		return 0, fmt.Errorf("append to %q: %w", b.name, err)
+	logErr := b.log.commit()
+	dirErr := <-dirDone
+	if dirErr != nil || logErr != nil {
+		// Not acknowledged: take the file back so a retry cannot duplicate
+		// it. A record already in the log reads as expunged on reload.
+		if renamed {
+			os.Remove(final)
+		}
+		cleanup()
+		if logErr == nil {
+			// The record is in the log: its UID is used up, and the
+			// message is recorded as gone again.
+			b.uidNext++
+			b.logRecs++
+			b.log.add(&record{typ: recExpunge, msg: rec{uid: rc.uid}})
+			if err := b.log.commit(); err == nil {
+				b.logRecs++
+			}
+		}
+		if dirErr == nil {
+			dirErr = logErr
+		}
+		return 0, fmt.Errorf("append to %q: %w", b.name, dirErr)
 	}
 	b.logRecs++
 	b.liveRecs++
