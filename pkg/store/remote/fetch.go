@@ -10,7 +10,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	stdsync "sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -23,7 +22,7 @@ import (
 //
 // It lists the UIDs with UID SEARCH, then fetches
 // UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]
-// in pipelined batches of 1,000 explicit UIDs (a command line stays under
+// in batches of 1,000 explicit UIDs (a command line stays under
 // 12 KB). The replies of each batch are checked
 // against the UIDs asked for: go-imap silently drops a reply whose body
 // section comes before its UID, and an unsolicited FETCH (a flag change by
@@ -57,7 +56,7 @@ func (m *Mailbox) messages(ctx context.Context, from store.UID, withID bool, fn 
 		return fmt.Errorf("list messages of %q: %w", m.name, err)
 	}
 	uids = slices.DeleteFunc(uids, func(u imap.UID) bool { return u < imap.UID(from) })
-	for _, batch := range chunks(uids, m.st.batch*pipelineDepth) {
+	for _, batch := range chunks(uids, m.st.batch*batchesPerCall) {
 		infos, err := m.fetchMeta(ctx, batch, withID)
 		if err != nil {
 			return fmt.Errorf("list messages of %q: %w", m.name, err)
@@ -71,8 +70,10 @@ func (m *Mailbox) messages(ctx context.Context, from store.UID, withID bool, fn 
 	return nil
 }
 
-// pipelineDepth is the number of FETCH commands Messages keeps in flight.
-const pipelineDepth = 4
+// batchesPerCall is the number of FETCH commands (of up to batch UIDs
+// each) behind one call of fn's batch: Messages hands fn the messages of
+// that many commands at a time.
+const batchesPerCall = 4
 
 // fetchMeta fetches the metadata of uids (sorted) and returns what exists,
 // sorted by UID.
@@ -92,44 +93,29 @@ func (m *Mailbox) fetchMeta(ctx context.Context, uids []imap.UID, withID bool) (
 	p := m.st.newPacer()
 	err := m.l.run(ctx, "UID FETCH", opRetry, p, func(s *session) error {
 		rest := missing()
-		// Pipelined (RFC 9051 §5.5): all the commands go out, then the
-		// replies are read in order. Their UID sets are disjoint, so
-		// go-imap routes every reply to its command.
-		var cmds []*imapclient.FetchCommand
+		// One command at a time, each read to its end before the next
+		// goes out. Pipelining them saved a round trip per 1,000 messages
+		// but is unsafe with go-imap: a server may interleave the replies
+		// of pipelined FETCH commands (Dovecot runs them in parallel), and
+		// go-imap's reader stops at a reply's literal until the owner of
+		// that command reads it; and when writing a later command fails
+		// (the connection broke), go-imap closes the earlier commands'
+		// reply channels while its reader may still be sending on them
+		// (a data race, and a possible panic).
 		var err error
 		for _, part := range chunks(rest, m.st.batch) {
 			cmd := s.c.Fetch(uidSet(part), opts)
-			cmds = append(cmds, cmd)
 			if err = s.issued(); err != nil {
 				break
 			}
-		}
-		// Each command's replies are read by a goroutine of its own: a
-		// server may interleave the replies of pipelined FETCH commands
-		// (Dovecot runs them in parallel), and go-imap's reader stops at
-		// a reply's literal until whoever owns that command reads it, so
-		// reading the commands one after the other would deadlock.
-		var (
-			mu   stdsync.Mutex
-			wg   stdsync.WaitGroup
-			errs = make([]error, len(cmds))
-		)
-		for i, cmd := range cmds {
-			wg.Go(func() {
-				errs[i] = collectMeta(s, cmd, withID, func(mi store.MessageInfo) {
-					if _, ok := slices.BinarySearch(rest, imap.UID(mi.UID)); ok {
-						mu.Lock()
-						got[imap.UID(mi.UID)] = mi
-						p.progress()
-						mu.Unlock()
-					}
-				})
+			err = collectMeta(s, cmd, withID, func(mi store.MessageInfo) {
+				if _, ok := slices.BinarySearch(rest, imap.UID(mi.UID)); ok {
+					got[imap.UID(mi.UID)] = mi
+					p.progress()
+				}
 			})
-		}
-		wg.Wait()
-		for _, cerr := range errs {
-			if err == nil {
-				err = cerr
+			if err != nil {
+				break
 			}
 		}
 		return err

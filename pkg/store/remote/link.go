@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	stdsync "sync"
 	"sync/atomic"
 	"time"
 
@@ -233,9 +234,15 @@ func (l *link) ensure(ctx context.Context) (*session, error) {
 		}
 		l.drop()
 	}
-	s, err := l.st.connect(ctx)
-	if err != nil {
-		return nil, err
+	var s *session
+	if l.mailbox != "" {
+		s = l.st.takeIdle()
+	}
+	if s == nil {
+		var err error
+		if s, err = l.st.connect(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if l.mailbox != "" {
 		if err := l.selectMailbox(ctx, s); err != nil {
@@ -320,7 +327,80 @@ func (l *link) close() error {
 	}
 	defer l.release()
 	if s := l.sess.Swap(nil); s != nil {
-		s.logout(timeout)
+		// A mailbox's connection, still logged in and idle, serves the
+		// next Open (which selects another mailbox on it) instead of a new
+		// connection and login.
+		if l.mailbox == "" || !l.st.keepIdle(s) {
+			s.logout(timeout)
+		}
 	}
 	return nil
+}
+
+// maxIdle is the number of logged-in connections a Store keeps for the
+// next Open after a Mailbox is closed. Connecting and logging in costs
+// tens of milliseconds on some servers (Dovecot starts a process per
+// connection), more than everything else a small folder needs. Kept
+// connections are never more than the Mailboxes that were open at once,
+// so they do not raise the number of connections to the server above
+// what the caller already used.
+const maxIdle = 16
+
+// idleSession is a connection kept for reuse.
+type idleSession struct {
+	s     *session
+	since time.Time
+}
+
+// keepIdle keeps s, the connection of a Mailbox being closed, for reuse.
+// It reports false when s cannot be kept (the store is closed, s is dead
+// or the pool is full): the caller logs out.
+func (st *Store) keepIdle(s *session) bool {
+	if !s.alive() {
+		return false
+	}
+	st.idleMu.Lock()
+	defer st.idleMu.Unlock()
+	if st.ctl.closed.Load() || len(st.idle) >= maxIdle {
+		return false
+	}
+	st.idle = append(st.idle, idleSession{s: s, since: time.Now()})
+	return true
+}
+
+// takeIdle returns a kept connection, or nil. Connections kept for longer
+// than idleProbe are logged out rather than reused: the server may have
+// dropped them meanwhile, and a fresh one is cheaper than finding out.
+func (st *Store) takeIdle() *session {
+	st.idleMu.Lock()
+	var stale []*session
+	var s *session
+	for len(st.idle) > 0 {
+		is := st.idle[len(st.idle)-1]
+		st.idle = st.idle[:len(st.idle)-1]
+		if time.Since(is.since) > idleProbe || !is.s.alive() {
+			stale = append(stale, is.s)
+			continue
+		}
+		s = is.s
+		break
+	}
+	st.idleMu.Unlock()
+	for _, x := range stale {
+		go x.logout(time.Second)
+	}
+	return s
+}
+
+// closeIdle logs out of the kept connections.
+func (st *Store) closeIdle(timeout time.Duration) {
+	st.idleMu.Lock()
+	idle := st.idle
+	st.idle = nil
+	st.idleMu.Unlock()
+	var wg stdsync.WaitGroup
+	for _, is := range idle {
+		wg.Go(func() { is.s.logout(timeout) })
+	}
+	wg.Wait()
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	stdsync "sync"
 	"sync/atomic"
 	"time"
 
@@ -69,6 +70,9 @@ type Store struct {
 
 	connSeq atomic.Uint64
 	batch   int // UIDs per command (batchSize; smaller in tests)
+
+	idleMu stdsync.Mutex
+	idle   []idleSession // logged-in connections of closed Mailboxes, for reuse
 }
 
 var (
@@ -149,10 +153,14 @@ func (st *Store) Delimiter() rune { return st.delim }
 // such as "INBOX." on Courier and Cyrus, or "".
 func (st *Store) PersonalPrefix() string { return st.prefix }
 
-// Close logs out of the control connection. Mailboxes opened from the
-// store keep their own connections until they are closed, but their
-// Status needs the store open.
-func (st *Store) Close() error { return st.ctl.close() }
+// Close logs out of the control connection and of the connections kept
+// for reuse. Mailboxes opened from the store keep their own connections
+// until they are closed, but their Status needs the store open.
+func (st *Store) Close() error {
+	err := st.ctl.close()
+	st.closeIdle(min(st.cfg.Timeout, 5*time.Second))
+	return err
+}
 
 // collectList runs LIST and collects the replies.
 func collectList(s *session, ref, pattern string, opts *imap.ListOptions) ([]*imap.ListData, error) {
