@@ -44,17 +44,11 @@ package dovecottest
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -67,6 +61,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imapctl/imapctl/internal/selfsigned"
 )
 
 // InstallHint is the command that installs Dovecot's IMAP server on Debian
@@ -333,7 +329,7 @@ func (d *Dovecot) prepare() error {
 		}
 	}
 	if o.SSL {
-		cert, key, err := selfSigned()
+		cert, key, err := selfsigned.Generate(selfsigned.Options{CommonName: "dovecottest", Valid: 24 * time.Hour})
 		if err != nil {
 			return err
 		}
@@ -625,39 +621,4 @@ func (d *Dovecot) cleanupDir() {
 	if d.tempDir && d.Dir != "" {
 		_ = os.RemoveAll(d.Dir)
 	}
-}
-
-// selfSigned returns a PEM certificate and key for 127.0.0.1 and
-// localhost, valid for a day.
-func selfSigned() (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "dovecottest"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:              []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }

@@ -1,22 +1,14 @@
 package serve
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
-	"sort"
-	"time"
+
+	"github.com/imapctl/imapctl/internal/selfsigned"
 )
 
 // loadOrCreateCert returns the configured certificate, or the self-signed
@@ -44,7 +36,8 @@ func loadOrCreateCert(certFile, keyFile, dataDir string, names []string) (tls.Ce
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return tls.Certificate{}, false, err
 	}
-	certPEM, keyPEM, err := selfSigned(names, time.Now())
+	certPEM, keyPEM, err := selfsigned.Generate(selfsigned.Options{Names: names, Hostname: true,
+		CommonName: "imapctl serve", Organization: "imapctl self-signed"})
 	if err != nil {
 		return tls.Certificate{}, false, err
 	}
@@ -56,55 +49,4 @@ func loadOrCreateCert(certFile, keyFile, dataDir string, names []string) (tls.Ce
 	}
 	cert, err = tls.X509KeyPair(certPEM, keyPEM)
 	return cert, true, err
-}
-
-// selfSigned makes an ECDSA P-256 certificate valid for names (host names
-// and IP addresses), localhost and the loopback addresses, for 5 years.
-func selfSigned(names []string, now time.Time) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "imapctl serve", Organization: []string{"imapctl self-signed"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(5, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	seen := map[string]bool{}
-	for _, n := range append([]string{"localhost", "127.0.0.1", "::1"}, names...) {
-		if n == "" || seen[n] {
-			continue
-		}
-		seen[n] = true
-		if ip := net.ParseIP(n); ip != nil {
-			if !ip.IsUnspecified() {
-				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-			}
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	if h, err := os.Hostname(); err == nil && h != "" && !seen[h] {
-		tmpl.DNSNames = append(tmpl.DNSNames, h)
-	}
-	sort.Strings(tmpl.DNSNames)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }
