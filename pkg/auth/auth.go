@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -256,13 +257,20 @@ func (db *DB) Verify(name, password string) error {
 	db.mu.Unlock()
 	if !ok {
 		// Spend the same time as for a real user.
+		hashSlots <- struct{}{}
 		_ = CheckHash(dummyHash, password)
+		<-hashSlots
 		return ErrBadPassword
 	}
 	if cached != nil && subtle.ConstantTimeCompare(cached, sum) == 1 {
 		return nil
 	}
-	if err := CheckHash(hash, password); err != nil {
+	// Each argon2id check takes 19 MiB: bound how many run at once so a
+	// burst of logins cannot exhaust memory.
+	hashSlots <- struct{}{}
+	err := CheckHash(hash, password)
+	<-hashSlots
+	if err != nil {
 		return err
 	}
 	db.mu.Lock()
@@ -279,6 +287,9 @@ const (
 	argonThreads = 1
 	argonKeyLen  = 32
 )
+
+// hashSlots bounds concurrent password checks to the number of CPUs.
+var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
 
 var dummyHash = func() string { h, _ := Hash("not a password"); return h }()
 

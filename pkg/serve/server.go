@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -163,6 +164,11 @@ func New(cfg Config) (*Server, error) {
 				return fail(err)
 			}
 		}
+	}
+	if len(cfg.Users) > 0 || s.demoPass != "" {
+		// Hashing passwords (argon2id, 19 MiB each) left garbage an idle
+		// server would keep for minutes: return it now.
+		debug.FreeOSMemory()
 	}
 	var names []string
 	for _, a := range []string{cfg.Listen, cfg.TLSListen} {
