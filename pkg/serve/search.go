@@ -106,7 +106,9 @@ func (sess *session) expandSaved(c *imap.SearchCriteria) *imap.SearchCriteria {
 		if imap.IsSearchRes(set) {
 			s := sess.resolveSaved(set).(imap.UIDSet)
 			if len(s) == 0 {
-				// An empty saved result matches nothing: UID 0 never exists.
+				// An empty saved result matches nothing. An empty set
+				// cannot be expressed, so use the largest UID, which a
+				// mailbox never reaches (UIDVALIDITY is renewed first).
 				s = imap.UIDSet{imap.UIDRange{Start: 4294967295, Stop: 4294967295}}
 			}
 			out.UID = append(out.UID, s)
