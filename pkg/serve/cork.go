@@ -27,8 +27,12 @@ const (
 	corkDelay = time.Millisecond
 )
 
+// corkBufs holds the buffers of connections with output pending: an idle
+// connection holds none, which keeps its memory small.
+var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, corkSize); return &b }}
+
 func newCorkConn(c net.Conn) *corkConn {
-	cc := &corkConn{Conn: c, buf: make([]byte, 0, corkSize)}
+	cc := &corkConn{Conn: c}
 	cc.timer = time.AfterFunc(time.Hour, func() {
 		cc.mu.Lock()
 		defer cc.mu.Unlock()
@@ -58,6 +62,9 @@ func (c *corkConn) Write(p []byte) (int, error) {
 			return n, err
 		}
 	}
+	if c.buf == nil {
+		c.buf = (*corkBufs.Get().(*[]byte))[:0]
+	}
 	c.buf = append(c.buf, p...)
 	if !c.pending {
 		c.pending = true
@@ -71,7 +78,9 @@ func (c *corkConn) flushLocked() error {
 		return c.err
 	}
 	_, err := c.Conn.Write(c.buf)
-	c.buf = c.buf[:0]
+	buf := c.buf[:0]
+	c.buf = nil
+	corkBufs.Put(&buf)
 	if err != nil {
 		c.err = err
 	}
