@@ -13,6 +13,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -69,7 +70,9 @@ func run() error {
 		return err
 	}
 	defer d.Stop()
-	env := fmt.Sprintf("ADDR=%s\nTLS_ADDR=%s\nPID=%d\nDIR=%s\nLOG=%s\nMAIL=%s\n", d.Addr, d.TLSAddr, d.PID(), d.Dir, d.LogPath, d.MailLocation)
+	host, port, _ := net.SplitHostPort(d.Addr)
+	env := fmt.Sprintf("ADDR=%s\nHOST=%s\nPORT=%s\nTLS_ADDR=%s\nPID=%d\nDIR=%s\nCONF=%s\nLOG=%s\nMAIL=%s\n",
+		d.Addr, host, port, d.TLSAddr, d.PID(), d.Dir, d.ConfigPath, d.LogPath, d.MailLocation)
 	if envFile != "" {
 		if err := os.WriteFile(envFile+".tmp", []byte(env), 0o644); err != nil {
 			return err

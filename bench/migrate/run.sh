@@ -3,7 +3,7 @@
 # path (doveadm backup pulling through imapc) and mbsync (isync), plus
 # imapsync when the distribution offers it, on the same data in one run.
 #
-# One private Dovecot 2.3 on 127.0.0.1 (bench/migrate/dovecotctl) holds
+# One private Dovecot 2.3 on 127.0.0.1 (bench/dovecot) holds
 # every account: the source "src", loaded with a generated corpus
 # (bench/migrate/mkcorpus: COUNT testmail messages, attachments up to
 # MAX_ATT bytes, written straight into its Maildir), and one fresh, empty
@@ -99,7 +99,7 @@ mkdir -p "$BIN"
 rm -f "$OUT"/runs.tsv "$OUT"/check*.json "$OUT"/appendlab.txt "$OUT"/corpus-big.json "$OUT"/*.out "$OUT"/*-dryrun.json "$OUT"/time-*.txt "$OUT"/*.log "$OUT"/*.prof \
   "$OUT"/pprof-*.txt "$OUT"/migprof.*
 log "building"
-go build -o "$BIN/" ./cmd/imapctl ./bench/migrate/dovecotctl ./bench/migrate/mkcorpus ./bench/migrate/migcheck \
+go build -o "$BIN/" ./cmd/imapctl ./bench/dovecot ./bench/migrate/mkcorpus ./bench/migrate/migcheck \
   ./bench/migrate/migreport ./bench/migrate/migprof ./bench/migrate/appendlab
 IMAPCTL=${IMAPCTL_BIN:-$BIN/imapctl}
 
@@ -128,12 +128,12 @@ for rep in $(seq "$REPEAT") big; do
   for t in "${active[@]}"; do users+=",$t$rep:$PW"; done
 done
 log "starting Dovecot"
-"$BIN/dovecotctl" -users "$users" -dir "$WORK/dovecot" -mail "$WORK/mail" -env "$WORK/dovecot.env" \
-  -lifetime 3h 2>"$OUT/dovecotctl.log" &
+"$BIN/dovecot" -users "$users" -max-conns 50 -dir "$WORK/dovecot" -mail "$WORK/mail" -env "$WORK/dovecot.env" \
+  -lifetime 3h 2>"$OUT/dovecot.log" &
 DC_PID=$!
 for _ in $(seq 300); do
   [ -f "$WORK/dovecot.env" ] && break
-  kill -0 "$DC_PID" 2>/dev/null || { cat "$OUT/dovecotctl.log" >&2; exit 1; }
+  kill -0 "$DC_PID" 2>/dev/null || { cat "$OUT/dovecot.log" >&2; exit 1; }
   sleep 0.1
 done
 [ -f "$WORK/dovecot.env" ] || { echo "run.sh: Dovecot did not start" >&2; exit 1; }

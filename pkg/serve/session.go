@@ -729,6 +729,16 @@ func (sel *selected) targets(numSet imap.NumSet) (seqs, uids []uint32) {
 	return seqs, uids
 }
 
+// beginWrite starts a command that changes the selected mailbox: it is
+// refused on a mailbox opened with EXAMINE and once the server is shutting
+// down. On success the caller must call sess.srv.leave.
+func (sess *session) beginWrite(sel *selected) error {
+	if sel.readOnly {
+		return errReadOnly()
+	}
+	return sess.srv.enter()
+}
+
 func errReadOnly() error {
 	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "READ-ONLY", Text: "Mailbox is read-only (opened with EXAMINE)"}
 }
@@ -739,13 +749,10 @@ func (sess *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) err
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	sel := sess.sel
-	if sel.readOnly {
-		if *w == (imapserver.ExpungeWriter{}) {
-			return nil // CLOSE after EXAMINE: RFC 9051 §6.4.2, nothing is expunged
-		}
-		return errReadOnly()
+	if sel.readOnly && *w == (imapserver.ExpungeWriter{}) {
+		return nil // CLOSE after EXAMINE: RFC 9051 §6.4.2, nothing is expunged
 	}
-	if err := sess.srv.enter(); err != nil {
+	if err := sess.beginWrite(sel); err != nil {
 		return err
 	}
 	defer sess.srv.leave()
@@ -807,10 +814,7 @@ func (sess *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	sel := sess.sel
-	if sel.readOnly {
-		return errReadOnly()
-	}
-	if err := sess.srv.enter(); err != nil {
+	if err := sess.beginWrite(sel); err != nil {
 		return err
 	}
 	defer sess.srv.leave()
@@ -908,10 +912,7 @@ func (sess *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest str
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	sel := sess.sel
-	if sel.readOnly {
-		return errReadOnly()
-	}
-	if err := sess.srv.enter(); err != nil {
+	if err := sess.beginWrite(sel); err != nil {
 		return err
 	}
 	defer sess.srv.leave()
