@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/imapctl/imapctl/internal/testmail"
 	"github.com/imapctl/imapctl/pkg/store"
@@ -53,35 +52,6 @@ func FuzzParseFileName(f *testing.F) {
 		}
 		if s2 := fn2.String(); s2 != s {
 			t.Fatalf("String not stable: %q then %q", s, s2)
-		}
-	})
-}
-
-func FuzzDecodeUTF7(f *testing.F) {
-	for _, c := range utf7Cases {
-		f.Add(c.enc)
-		f.Add(c.dec)
-	}
-	for _, s := range []string{"&", "&-", "&AGE-", "&2D0-", "&3EzYPQ-", "&AOl-", "\uFFFD", "a\u00a0b", "&//8-", "&,,8-"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		dec, err := decodeUTF7(s)
-		if err == nil && !utf8.ValidString(dec) {
-			t.Fatalf("decodeUTF7(%q) = %q: not UTF-8", s, dec)
-		}
-		if !utf8.ValidString(s) {
-			return
-		}
-		enc := encodeUTF7(s)
-		for i := 0; i < len(enc); i++ {
-			if enc[i] < 0x20 || enc[i] > 0x7e {
-				t.Fatalf("encodeUTF7(%q) = %q: not printable ASCII", s, enc)
-			}
-		}
-		back, err := decodeUTF7(enc)
-		if err != nil || back != s {
-			t.Fatalf("decodeUTF7(encodeUTF7(%q)) = %q, %v (encoded %q)", s, back, err, enc)
 		}
 	})
 }
@@ -413,15 +383,4 @@ func refMessageID(data []byte) string {
 		}
 	}
 	return ""
-}
-
-// TestUTF7RoundTripSpecials covers characters the decoder must not
-// confuse with errors.
-func TestUTF7RoundTripSpecials(t *testing.T) {
-	for _, s := range []string{"\uFFFD", "a\uFFFDb", "\uFFFE", "\U0010FFFF", "\u0080", "\u00a0"} {
-		enc := encodeUTF7(s)
-		if got, err := decodeUTF7(enc); err != nil || got != s {
-			t.Errorf("decodeUTF7(encodeUTF7(%q)) = %q, %v (encoded %q)", s, got, err, enc)
-		}
-	}
 }

@@ -1,12 +1,10 @@
 package maildir
 
 import (
-	"encoding/base64"
-	"errors"
 	"strings"
-	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/imapctl/imapctl/internal/mutf7"
 	"github.com/imapctl/imapctl/pkg/store"
 )
 
@@ -67,7 +65,7 @@ func ValidateName(name string) (string, error) {
 		if p == "" {
 			return bad("empty hierarchy level")
 		}
-		if len(encodeUTF7(p)) > maxComponentLen {
+		if len(mutf7.Encode(p)) > maxComponentLen {
 			return bad("a hierarchy level is too long")
 		}
 		if i == 0 && strings.EqualFold(p, "INBOX") {
@@ -90,7 +88,7 @@ func dirName(name string) string {
 	}
 	parts := strings.Split(name, string(Delim))
 	for i, p := range parts {
-		parts[i] = encodeUTF7(p)
+		parts[i] = mutf7.Encode(p)
 	}
 	return "." + strings.Join(parts, ".")
 }
@@ -107,7 +105,7 @@ func nameFromDir(dir string) (string, bool) {
 		if p == "" {
 			return "", false
 		}
-		s, err := decodeUTF7(p)
+		s, err := mutf7.Decode(p)
 		if err != nil {
 			return "", false
 		}
@@ -121,99 +119,4 @@ func nameFromDir(dir string) (string, bool) {
 		return "", false
 	}
 	return name, true
-}
-
-// Modified UTF-7 (RFC 3501 §5.1.3): printable ASCII stands for itself, '&'
-// is "&-", and other characters are UTF-16 in modified base64 between '&'
-// and '-', with ',' instead of '/'.
-var b64 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)
-
-func encodeUTF7(s string) string {
-	var b strings.Builder
-	var run []uint16
-	flush := func() {
-		if len(run) == 0 {
-			return
-		}
-		buf := make([]byte, 2*len(run))
-		for i, u := range run {
-			buf[2*i] = byte(u >> 8)
-			buf[2*i+1] = byte(u)
-		}
-		b.WriteByte('&')
-		b.WriteString(b64.EncodeToString(buf))
-		b.WriteByte('-')
-		run = run[:0]
-	}
-	for _, r := range s {
-		if r >= 0x20 && r <= 0x7e {
-			flush()
-			if r == '&' {
-				b.WriteString("&-")
-			} else {
-				b.WriteRune(r)
-			}
-			continue
-		}
-		run = utf16.AppendRune(run, r)
-	}
-	flush()
-	return b.String()
-}
-
-var errUTF7 = errors.New("invalid modified UTF-7")
-
-func decodeUTF7(s string) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < 0x20 || c > 0x7e {
-			return "", errUTF7
-		}
-		if c != '&' {
-			b.WriteByte(c)
-			i++
-			continue
-		}
-		end := strings.IndexByte(s[i+1:], '-')
-		if end < 0 {
-			return "", errUTF7
-		}
-		enc := s[i+1 : i+1+end]
-		i += end + 2
-		if enc == "" {
-			b.WriteByte('&')
-			continue
-		}
-		raw, err := b64.DecodeString(enc)
-		if err != nil || len(raw)%2 != 0 {
-			return "", errUTF7
-		}
-		u := make([]uint16, len(raw)/2)
-		for j := range u {
-			u[j] = uint16(raw[2*j])<<8 | uint16(raw[2*j+1])
-		}
-		for j := 0; j < len(u); j++ {
-			r := rune(u[j])
-			switch {
-			case utf16.IsSurrogate(r):
-				// Only a high surrogate followed by a low one is valid.
-				// (U+FFFD itself is a valid character: check the pair,
-				// not the decoded value.)
-				if j+1 == len(u) {
-					return "", errUTF7
-				}
-				r = utf16.DecodeRune(r, rune(u[j+1]))
-				if r == utf8.RuneError {
-					return "", errUTF7
-				}
-				j++
-			case r >= 0x20 && r <= 0x7e:
-				// Printable ASCII must not be encoded (RFC 3501 §5.1.3).
-				return "", errUTF7
-			}
-			b.WriteRune(r)
-		}
-	}
-	return b.String(), nil
 }
