@@ -208,6 +208,35 @@ type Mover interface {
 	Move(ctx context.Context, uids []UID, dest string) (src, dst []UID, err error)
 }
 
+// BatchItem is one message of an AppendBatch.
+type BatchItem struct {
+	// Opts holds the message's flags, keywords and internal date.
+	Opts AppendOptions
+	// Open returns the message's bytes and their exact number when its
+	// turn comes, so that a batch holds one message at a time whatever
+	// its length. It may be called again if the batch is sent again. An
+	// error ends the batch before this item.
+	Open func(ctx context.Context) (io.ReadCloser, int64, error)
+}
+
+// BatchAppender is implemented by a Mailbox that can store several
+// messages in one operation for less than one Append each: IMAP's
+// MULTIAPPEND (RFC 3502), which a server stores in one transaction.
+type BatchAppender interface {
+	// BatchLimits returns the most messages and bytes worth sending in one
+	// AppendBatch; 0 messages means batches bring nothing here (the
+	// server lacks MULTIAPPEND) and Append should be used.
+	BatchLimits() (msgs int, bytes int64)
+	// AppendBatch stores items in order and returns the UIDs of the first
+	// len(uids) of them, which are stored (a UID is 0 when the store
+	// cannot tell it). When that is not all of them, err says why the
+	// rest are not: an error from an item's Open, returned as it is;
+	// an error whose Uncertain method returns true when the rest were
+	// sent whole but the reply was lost, so they may be stored; or any
+	// other error, and then none of the rest is stored.
+	AppendBatch(ctx context.Context, items []BatchItem) (uids []UID, err error)
+}
+
 // Sentinel errors. Implementations wrap them with context.
 var (
 	ErrNotFound    = errors.New("mailbox does not exist")

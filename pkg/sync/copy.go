@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	stdsync "sync"
 	"sync/atomic"
 	"time"
@@ -87,11 +88,116 @@ func (f *folderRun) copy(ctx context.Context, w *worker, msgs []*msg) error {
 }
 
 // copyChunk copies messages in order until the context ends or an error
-// stops the folder.
+// stops the folder: in batches when the target takes them (see
+// batchLen), one at a time otherwise.
 func (f *folderRun) copyChunk(ctx context.Context, w *worker, msgs []*msg) error {
-	for _, m := range msgs {
+	for i := 0; i < len(msgs); {
 		if ctx.Err() != nil {
 			return nil // no new work once cancelled; the cause is reported by copy
+		}
+		if n := f.batchLen(w, msgs[i:]); n > 1 {
+			if err := f.copyBatch(ctx, w, msgs[i:i+n]); err != nil {
+				return err
+			}
+			i += n
+			continue
+		}
+		if err := f.copyOne(ctx, w, msgs[i]); err != nil {
+			return err
+		}
+		i++
+	}
+	return nil
+}
+
+// minBatchBytes: a worker whose batches keep failing on broken
+// connections halves its batch size down to this, then copies one
+// message at a time.
+const minBatchBytes = 64 << 10
+
+// batchLen returns how many of msgs, from the first, make the next batch:
+// as many as the target's limits (store.BatchAppender) and the worker's
+// budget allow. 0 or 1 means one message at a time.
+func (f *folderRun) batchLen(w *worker, msgs []*msg) int {
+	ba, ok := w.dst.(store.BatchAppender)
+	if !ok || f.r.opts.NoBatch || w.noBatch || len(msgs) < 2 {
+		return 0
+	}
+	maxN, maxBytes := ba.BatchLimits()
+	if maxN < 2 {
+		return 0
+	}
+	if w.batchBytes == 0 {
+		w.batchBytes = maxBytes
+	}
+	budget := min(maxBytes, w.batchBytes)
+	var sum int64
+	n := 0
+	for n < len(msgs) && n < maxN && sum+msgs[n].Size <= budget {
+		sum += msgs[n].Size
+		n++
+	}
+	return n
+}
+
+// copyBatch copies msgs with one AppendBatch, whose items open the
+// source messages one after the other as the target reads them. What the
+// batch did not store is then copied one message at a time (which finds
+// a message the target refuses), after looking on the target for the
+// messages of a batch whose reply was lost.
+func (f *folderRun) copyBatch(ctx context.Context, w *worker, msgs []*msg) error {
+	ba := w.dst.(store.BatchAppender)
+	op, done := detach(ctx, f.r.opts.StopGrace)
+	defer done()
+	src := w.src
+	items := make([]store.BatchItem, len(msgs))
+	for i, m := range msgs {
+		items[i] = store.BatchItem{
+			Opts: store.AppendOptions{Flags: m.Flags, Date: m.Date},
+			Open: func(ctx context.Context) (io.ReadCloser, int64, error) {
+				rc, size, err := src.OpenMessage(ctx, m.UID)
+				if errors.Is(err, store.ErrNoMessage) {
+					return nil, 0, errVanished
+				}
+				if err != nil {
+					return nil, 0, fmt.Errorf("read source UID %d: %w", m.UID, err)
+				}
+				if size < 0 {
+					size = m.Size
+				}
+				return &exactReadCloser{exactReader: exactReader{r: rc, size: size}, c: rc}, size, nil
+			},
+		}
+	}
+	uids, err := ba.AppendBatch(op, items)
+	for i, uid := range uids {
+		f.copied(msgs[i], uid)
+	}
+	if err == nil {
+		w.batchOK()
+		return nil
+	}
+	rest := msgs[len(uids):]
+	if ctx.Err() != nil {
+		return err // the run is being cancelled: a re-run finds what was stored by identity
+	}
+	if isUncertain(err) {
+		f.log.Info("the reply to a batch of appends was lost; looking for its messages on the target",
+			"messages", len(rest), "err", err)
+		todo, rerr := f.recheck(ctx, w, rest)
+		if rerr != nil {
+			return fmt.Errorf("%w; checking the target failed: %w", err, rerr)
+		}
+		rest = todo
+	} else {
+		if !errors.Is(err, errVanished) && brokenConnection(ctx, err) {
+			w.batchBroken()
+		}
+		f.log.Debug("batch append stopped; appending one message at a time", "messages", len(rest), "err", err)
+	}
+	for _, m := range rest {
+		if ctx.Err() != nil {
+			return nil
 		}
 		if err := f.copyOne(ctx, w, m); err != nil {
 			return err
@@ -99,6 +205,31 @@ func (f *folderRun) copyChunk(ctx context.Context, w *worker, msgs []*msg) error
 	}
 	return nil
 }
+
+// batchOK and batchBroken adapt a worker's batches to its connection:
+// a batch cut by a broken connection is sent again one message at a
+// time, and the next batches are smaller, down to minBatchBytes, below
+// which the worker stops batching; each batch that goes through doubles
+// the size again.
+func (w *worker) batchOK() {
+	if w.batchBytes > 0 {
+		w.batchBytes *= 2
+	}
+}
+
+func (w *worker) batchBroken() {
+	if w.batchBytes /= 4; w.batchBytes < minBatchBytes {
+		w.noBatch = true
+	}
+}
+
+// exactReadCloser is an exactReader that closes its source.
+type exactReadCloser struct {
+	exactReader
+	c io.Closer
+}
+
+func (e *exactReadCloser) Close() error { return e.c.Close() }
 
 // errVanished means the source message was expunged since it was listed.
 var errVanished = errors.New("message vanished from the source")
@@ -136,15 +267,12 @@ func (f *folderRun) copyOne(ctx context.Context, w *worker, m *msg) error {
 		case isUncertain(err) && attempt < maxTransferAttempts:
 			// The reply was lost: the message may be there. Look before
 			// appending it again.
-			found, rerr := f.recheck(ctx, w, m)
-			if errors.Is(rerr, errVanished) {
-				return nil // gone from the source meanwhile: nothing to copy
-			}
+			todo, rerr := f.recheck(ctx, w, []*msg{m})
 			if rerr != nil {
 				return fmt.Errorf("source UID %d: %w; checking the target failed: %w", m.UID, err, rerr)
 			}
-			if found {
-				return nil
+			if len(todo) == 0 {
+				return nil // found, or gone from the source meanwhile
 			}
 			f.log.Info("append reply lost and message not on the target; appending again", "uid", m.UID)
 			continue
@@ -271,33 +399,40 @@ func (f *folderRun) fail(m *msg, err error) int {
 	return f.consecutive
 }
 
-// recheck looks on the target for message m after an APPEND whose reply
-// was lost, on a fresh target handle (the old connection is likely
-// broken): a message above the UIDs listed before copying, not copied by
-// this run, with m's identity (or m's content with other line endings).
-// Found, it is recorded as m's copy.
-func (f *folderRun) recheck(ctx context.Context, w *worker, m *msg) (bool, error) {
-	if m.id == "" {
-		if err := identify(ctx, w.src, []*msg{m}); err != nil {
-			return false, err
+// recheck looks on the target for ms after an APPEND whose reply was
+// lost, on a fresh target handle (the old connection is likely broken):
+// for each, a message above the UIDs listed before copying, not copied by
+// this run, with its identity (or its content with other line endings).
+// Those found are recorded as copied. It returns the others that are
+// still on the source: they must be appended again.
+func (f *folderRun) recheck(ctx context.Context, w *worker, ms []*msg) ([]*msg, error) {
+	if err := identify(ctx, w.src, ms); err != nil {
+		return nil, err
+	}
+	var want []*msg
+	for _, m := range ms {
+		if m.id != "" {
+			want = append(want, m)
+		} else {
+			f.log.Debug("message vanished from the source", "uid", m.UID)
 		}
-		if m.id == "" {
-			return false, errVanished
-		}
+	}
+	if len(want) == 0 {
+		return nil, nil
 	}
 	w.dst.Close()
 	dst, err := f.r.dst.Open(ctx, f.rep.Target)
 	w.dst = dst
 	if err != nil {
 		w.dst = nil
-		return false, err
+		return nil, err
 	}
 	st, err := dst.Status(ctx)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if st.UIDValidity != f.fs.dstValidity {
-		return false, &store.UIDValidityError{Mailbox: f.rep.Target, Old: f.fs.dstValidity, New: st.UIDValidity}
+		return nil, &store.UIDValidityError{Mailbox: f.rep.Target, Old: f.fs.dstValidity, New: st.UIDValidity}
 	}
 	var cands []*msg
 	err = dst.Messages(ctx, f.dstMax+1, func(info store.MessageInfo) error {
@@ -310,29 +445,55 @@ func (f *folderRun) recheck(ctx context.Context, w *worker, m *msg) (bool, error
 		return nil
 	})
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if err := identify(ctx, dst, cands); err != nil {
-		return false, err
+		return nil, err
 	}
+	byID := map[identity][]*msg{}
 	for _, c := range cands {
-		if c.id == m.id && f.claim(c.UID) {
-			f.log.Info("append reply lost, but the message is on the target", "uid", m.UID, "target_uid", c.UID)
-			f.copied(m, c.UID)
-			return true, nil
+		byID[c.id] = append(byID[c.id], c)
+	}
+	var left []*msg
+	for _, m := range want {
+		found := false
+		for _, c := range byID[m.id] {
+			if f.claim(c.UID) {
+				f.log.Info("append reply lost, but the message is on the target", "uid", m.UID, "target_uid", c.UID)
+				f.copied(m, c.UID)
+				found = true
+				break
+			}
+		}
+		if !found {
+			left = append(left, m)
 		}
 	}
-	// The target may have converted its line endings.
-	twins, err := convertedTwins(ctx, w.src, dst, []*msg{m}, cands, map[store.UID]bool{})
+	if len(left) == 0 {
+		return nil, nil
+	}
+	// The target may have converted their line endings.
+	twins, err := convertedTwins(ctx, w.src, dst, left, cands, f.claimedCopy())
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	if c := twins[m.UID]; c != nil && f.claim(c.UID) {
-		f.log.Info("append reply lost, but the message is on the target", "uid", m.UID, "target_uid", c.UID, "target_size", c.Size)
-		f.copied(m, c.UID)
-		return true, nil
+	var todo []*msg
+	for _, m := range left {
+		if c := twins[m.UID]; c != nil && f.claim(c.UID) {
+			f.log.Info("append reply lost, but the message is on the target", "uid", m.UID, "target_uid", c.UID, "target_size", c.Size)
+			f.copied(m, c.UID)
+			continue
+		}
+		todo = append(todo, m)
 	}
-	return false, nil
+	return todo, nil
+}
+
+// claimedCopy returns a copy of the set of target UIDs copied by this run.
+func (f *folderRun) claimedCopy() map[store.UID]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.claimed)
 }
 
 // claim marks a target UID as holding a copy made by this run; it reports

@@ -232,6 +232,16 @@ type wrapStore struct {
 	// bytes; it returns handled=true when it did the append (or refused it).
 	appendHook func(ctx context.Context, mb store.Mailbox, raw []byte, opts store.AppendOptions) (uid store.UID, handled bool, err error)
 
+	// batchMsgs, when > 1, makes mailboxes take batches of up to that
+	// many messages (store.BatchAppender), all or nothing as MULTIAPPEND.
+	// batchHook, if set, sees each batch first: it says whether to store
+	// the batch, and the error to return (after storing, if it does).
+	batchMsgs int
+	// openMessageHook, if set, is called before every OpenMessage.
+	openMessageHook func(mb store.Mailbox, uid store.UID)
+	batchHook       func(raws [][]byte) (storeIt bool, err error)
+	batches         atomic.Int64
+
 	// bumpAfter, when > 0, makes every mailbox handle opened after the
 	// bumpAfter-th report a UIDVALIDITY one higher.
 	bumpAfter int64
@@ -290,8 +300,13 @@ func (s *wrapStore) Open(ctx context.Context, name string) (store.Mailbox, error
 		return nil, err
 	}
 	w := &wrapMailbox{Mailbox: mb, s: s, name: name, seq: s.openSeq.Add(1)}
-	if s.rich {
+	switch {
+	case s.rich && s.batchMsgs > 1:
+		return &richBatchMailbox{richMailbox{w}}, nil
+	case s.rich:
 		return &richMailbox{w}, nil
+	case s.batchMsgs > 1:
+		return &batchMailbox{w}, nil
 	}
 	return w, nil
 }
@@ -319,6 +334,13 @@ func (m *wrapMailbox) Status(ctx context.Context) (store.Status, error) {
 		st.UIDValidity++
 	}
 	return st, err
+}
+
+func (m *wrapMailbox) OpenMessage(ctx context.Context, uid store.UID) (io.ReadCloser, int64, error) {
+	if h := m.s.openMessageHook; h != nil {
+		h(m.Mailbox, uid)
+	}
+	return m.Mailbox.OpenMessage(ctx, uid)
 }
 
 func (m *wrapMailbox) Messages(ctx context.Context, from store.UID, fn func(store.MessageInfo) error) error {
@@ -391,6 +413,66 @@ func (m *richMailbox) OpenHeader(ctx context.Context, uid store.UID) (io.ReadClo
 		data = data[:i+2]
 	}
 	return io.NopCloser(bytes.NewReader(data)), nil
+}
+
+// batchMailbox takes batches of appends, all or nothing.
+type batchMailbox struct{ *wrapMailbox }
+
+type richBatchMailbox struct{ richMailbox }
+
+func (m *richBatchMailbox) BatchLimits() (int, int64) {
+	return (&batchMailbox{m.wrapMailbox}).BatchLimits()
+}
+
+func (m *richBatchMailbox) AppendBatch(ctx context.Context, items []store.BatchItem) ([]store.UID, error) {
+	return (&batchMailbox{m.wrapMailbox}).AppendBatch(ctx, items)
+}
+
+func (m *batchMailbox) BatchLimits() (int, int64) { return m.s.batchMsgs, 1 << 20 }
+
+func (m *batchMailbox) AppendBatch(ctx context.Context, items []store.BatchItem) ([]store.UID, error) {
+	m.s.batches.Add(1)
+	var (
+		raws    [][]byte
+		openErr error
+	)
+	for _, it := range items {
+		rc, size, err := it.Open(ctx)
+		if err != nil {
+			openErr = err
+			break
+		}
+		raw, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(raw)) != size {
+			m.s.t.Errorf("AppendBatch: item of size %d has %d bytes", size, len(raw))
+		}
+		raws = append(raws, raw)
+	}
+	if len(raws) == 0 {
+		return nil, openErr
+	}
+	storeIt, err := true, error(nil)
+	if m.s.batchHook != nil {
+		storeIt, err = m.s.batchHook(raws)
+	}
+	var uids []store.UID
+	if storeIt {
+		for i, raw := range raws {
+			uid, aerr := m.Mailbox.Append(ctx, bytes.NewReader(raw), items[i].Opts)
+			if aerr != nil {
+				return uids, aerr
+			}
+			uids = append(uids, uid)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return uids, openErr
 }
 
 // messageIDOf returns the Message-ID header of raw, "" if none.

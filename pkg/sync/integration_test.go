@@ -545,8 +545,14 @@ func TestIntegrationDovecotCourier(t *testing.T) {
 	dcFrank := integrationAccount{Addr: dc.Addr, User: "frank", Pass: "pw-dc-frank"}
 	lossy := integrationStore(t, "imap://frank@"+p.addr()+"?tls=none", "pw-dc-frank", nil)
 	migrate("serve (bare LF) to Dovecot, APPEND replies lost", serve("dave", "pw-dave"), lossy, dcFrank, nil, converted)
-	if p.cuts.Load() < int64(len(corpus)) {
-		t.Errorf("only %d APPEND replies were lost, want one per message (%d)", p.cuts.Load(), len(corpus))
+	// Dovecot takes MULTIAPPEND: one APPEND command (and one lost reply)
+	// per folder here, whose messages are all looked for on the target.
+	folders := map[string]bool{}
+	for _, m := range corpus {
+		folders[m.Folder] = true
+	}
+	if p.cuts.Load() < int64(len(folders)) {
+		t.Errorf("only %d APPEND replies were lost, want at least one per folder (%d)", p.cuts.Load(), len(folders))
 	}
 }
 

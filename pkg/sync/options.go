@@ -50,6 +50,10 @@ type Options struct {
 	// folder's copy is cut into UID ranges that idle workers, each with its
 	// own handle pair, help with (default 20,000).
 	SplitThreshold int
+	// NoBatch makes every copy a single Append, even when the target
+	// takes batches (store.BatchAppender: IMAP MULTIAPPEND), for servers
+	// that announce MULTIAPPEND but handle it badly.
+	NoBatch bool
 	// StopGrace is how long a message copy in progress may go on after the
 	// context is cancelled before it is abandoned (default 10s).
 	StopGrace time.Duration

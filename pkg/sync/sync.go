@@ -223,6 +223,10 @@ type folderRun struct {
 // worker is one pair of mailbox handles.
 type worker struct {
 	src, dst store.Mailbox
+	// batchBytes bounds the next batch of appends (0: the target's
+	// limit); noBatch stops batching on this worker (see batchBroken).
+	batchBytes int64
+	noBatch    bool
 }
 
 func (w *worker) close() {

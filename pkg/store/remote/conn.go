@@ -28,9 +28,14 @@ import (
 // block behind an undrained FETCH).
 type session struct {
 	c    *imapclient.Client
-	raw  net.Conn // the TCP connection under TLS and tracing
+	raw  net.Conn      // the TCP connection under TLS and tracing
+	tk   *takeoverConn // what go-imap reads and writes, which raw commands can take over
 	caps imap.CapSet
 	id   uint64
+	// utf8 is set when mailbox names go on the wire in UTF-8 (IMAP4rev2
+	// offered, or UTF8=ACCEPT enabled), as go-imap then sends them.
+	utf8 bool
+	tags uint64 // raw commands sent, for their tags
 
 	dead     atomic.Bool
 	lastUsed time.Time                // end of the last command that succeeded
@@ -295,8 +300,9 @@ func (st *Store) connect(parent context.Context) (*session, error) {
 		conn = &prefixConn{Conn: conn, r: io.MultiReader(strings.NewReader(greeting), conn)}
 	}
 	wc := &watchedConn{Conn: conn}
-	c := imapclient.New(wc, nil)
-	s := &session{c: c, raw: raw, id: id}
+	tk := newTakeoverConn(wc, raw)
+	c := imapclient.New(tk, nil)
+	s := &session{c: c, raw: raw, tk: tk, id: id}
 	wc.s.Store(s)
 	defer func() {
 		if !ok {
@@ -327,10 +333,13 @@ func (st *Store) connect(parent context.Context) (*session, error) {
 		if _, err := c.Enable(imap.CapIMAP4rev2).Wait(); err != nil && !isNo(err) {
 			return fail(&connLostError{err: fmt.Errorf("ENABLE: %w", err)})
 		}
+		s.utf8 = true
 	} else if caps.Has(imap.CapUTF8Accept) && caps.Has(imap.CapEnable) {
-		if _, err := c.Enable(imap.CapUTF8Accept).Wait(); err != nil && !isNo(err) {
+		data, err := c.Enable(imap.CapUTF8Accept).Wait()
+		if err != nil && !isNo(err) {
 			return fail(&connLostError{err: fmt.Errorf("ENABLE: %w", err)})
 		}
+		s.utf8 = err == nil && data.Caps.Has(imap.CapUTF8Accept)
 	}
 	s.caps = caps
 	s.lastUsed = time.Now()

@@ -127,10 +127,16 @@ func (e *timeoutError) Timeout() bool { return true }
 type AppendUncertainError struct {
 	Mailbox string
 	Size    int64
-	Err     error
+	// Messages is the number of messages of a MULTIAPPEND; 0 for one.
+	Messages int
+	Err      error
 }
 
 func (e *AppendUncertainError) Error() string {
+	if e.Messages > 0 {
+		return fmt.Sprintf("APPEND of %d messages (%d bytes) to %q: outcome unknown, the connection failed after they were sent: %v",
+			e.Messages, e.Size, e.Mailbox, e.Err)
+	}
 	return fmt.Sprintf("APPEND of %d bytes to %q: outcome unknown, the connection failed after the message was sent: %v",
 		e.Size, e.Mailbox, e.Err)
 }

@@ -1,0 +1,171 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	stdsync "sync"
+	"testing"
+
+	"github.com/imapctl/imapctl/internal/testmail"
+	"github.com/imapctl/imapctl/pkg/store"
+)
+
+// TestBatchCopy: a target that takes batches gets them, and the copy is
+// exact; with NoBatch, it gets single appends.
+func TestBatchCopy(t *testing.T) {
+	for _, rich := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rich=%v", rich), func(t *testing.T) {
+			src := newMaildir(t, "")
+			msgs := testmail.Generate(testmail.Options{Seed: 21, Count: 120})
+			seed(t, src, msgs)
+			dst := &wrapStore{Store: newMaildir(t, ""), t: t, batchMsgs: 8, rich: rich}
+			rep := run(t, src, dst, Options{Verify: true, StateDir: t.TempDir()})
+			if rep.Totals.Copied != len(msgs) || !*rep.Verified {
+				t.Fatalf("totals %+v", rep.Totals)
+			}
+			single := dst.appends.Load() + dst.sized.Load()
+			if dst.batches.Load() < int64(len(msgs)/8) || single > int64(len(msgs)/4) {
+				t.Errorf("%d batches and %d single appends for %d messages in batches of 8", dst.batches.Load(), single, len(msgs))
+			}
+			sameSnapshots(t, "batched copy", snapshot(t, dst.Store), snapshot(t, src))
+
+			dst2 := &wrapStore{Store: newMaildir(t, ""), t: t, batchMsgs: 8, rich: rich}
+			run(t, src, dst2, Options{NoBatch: true})
+			if dst2.batches.Load() != 0 {
+				t.Errorf("NoBatch: %d batches", dst2.batches.Load())
+			}
+			sameSnapshots(t, "NoBatch copy", snapshot(t, dst2.Store), snapshot(t, src))
+		})
+	}
+}
+
+// TestBatchRefused: a batch the target refuses because of one message is
+// copied again one message at a time: that message is reported, with the
+// target's reason, and every other one arrives.
+func TestBatchRefused(t *testing.T) {
+	src := newMaildir(t, "")
+	msgs := testmail.Generate(testmail.Options{Seed: 22, Count: 80, Folders: []string{"INBOX"}})
+	seed(t, src, msgs)
+	victim := "<" + msgs[37].MessageID + ">"
+	if msgs[37].MessageID == "" {
+		t.Fatal("the victim needs a Message-ID")
+	}
+	dst := &wrapStore{Store: newMaildir(t, ""), t: t, batchMsgs: 10}
+	refused := 0
+	dst.batchHook = func(raws [][]byte) (bool, error) {
+		for _, raw := range raws {
+			if messageIDOf(raw) == victim {
+				refused++
+				return false, &refusal{"NO [LIMIT] one message of the batch is over the limit"}
+			}
+		}
+		return true, nil
+	}
+	dst.appendHook = func(_ context.Context, _ store.Mailbox, raw []byte, _ store.AppendOptions) (store.UID, bool, error) {
+		if messageIDOf(raw) == victim {
+			return 0, true, &refusal{"NO [LIMIT] over the limit"}
+		}
+		return 0, false, nil
+	}
+	rep, err := Run(t.Context(), src, dst, Options{Verify: true})
+	if !errors.Is(err, ErrPartial) {
+		t.Fatalf("err = %v, want ErrPartial", err)
+	}
+	if rep.Totals.Copied != len(msgs)-1 || rep.Totals.Failed != 1 || len(rep.Failures) != 1 ||
+		rep.Failures[0].MessageID != victim || !strings.Contains(rep.Failures[0].Reason, "over the limit") {
+		t.Fatalf("totals %+v, failures %+v", rep.Totals, rep.Failures)
+	}
+	if refused != 1 {
+		t.Errorf("%d batches refused, want 1 (the rest of a refused batch goes one by one)", refused)
+	}
+	if n := len(infos(t, dst.Store, "INBOX")); n != len(msgs)-1 {
+		t.Errorf("target holds %d messages, want %d", n, len(msgs)-1)
+	}
+}
+
+// TestBatchReplyLost: batches whose reply is lost, stored or not, are
+// looked for on the target: every message ends up there exactly once.
+func TestBatchReplyLost(t *testing.T) {
+	src := newMaildir(t, "")
+	msgs := testmail.Generate(testmail.Options{Seed: 23, Count: 90})
+	seed(t, src, msgs)
+	dst := &wrapStore{Store: newMaildir(t, ""), t: t, batchMsgs: 6}
+	calls, landed, lost := 0, 0, 0
+	dst.batchHook = func([][]byte) (bool, error) {
+		calls++
+		switch calls % 3 {
+		case 1:
+			landed++
+			return true, lostReply{}
+		case 2:
+			lost++
+			return false, fmt.Errorf("append: %w", lostReply{})
+		}
+		return true, nil
+	}
+	rep := run(t, src, dst, Options{Parallel: 1, Verify: true, StateDir: t.TempDir()})
+	if rep.Totals.Copied != len(msgs) || rep.Totals.Failed != 0 || !*rep.Verified {
+		t.Errorf("totals %+v", rep.Totals)
+	}
+	if landed == 0 || lost == 0 {
+		t.Fatalf("landed %d, lost %d: both cases must happen", landed, lost)
+	}
+	sameSnapshots(t, "batches with lost replies", snapshot(t, dst.Store), snapshot(t, src))
+	if rep := run(t, src, dst, Options{StateDir: t.TempDir()}); rep.Totals.Copied != 0 {
+		t.Errorf("re-run copied %d", rep.Totals.Copied)
+	}
+}
+
+// TestBatchBroken: batches that keep breaking the connection shrink, then
+// stop; their messages go one at a time, and all arrive.
+func TestBatchBroken(t *testing.T) {
+	src := newMaildir(t, "")
+	msgs := testmail.Generate(testmail.Options{Seed: 24, Count: 100, Folders: []string{"INBOX"}})
+	seed(t, src, msgs)
+	dst := &wrapStore{Store: newMaildir(t, ""), t: t, batchMsgs: 10}
+	dst.batchHook = func([][]byte) (bool, error) {
+		return false, fmt.Errorf("connection lost: %w", io.ErrUnexpectedEOF)
+	}
+	rep := run(t, src, dst, Options{Verify: true})
+	if rep.Totals.Copied != len(msgs) || !*rep.Verified {
+		t.Errorf("totals %+v", rep.Totals)
+	}
+	// 1 MiB, 256 KiB, then 64 KiB: the third failure stops batching
+	// (fewer when the messages left no longer make a batch).
+	if n := dst.batches.Load(); n == 0 || n > 3 {
+		t.Errorf("%d batches tried, want 1 to 3", n)
+	}
+	sameSnapshots(t, "after broken batches", snapshot(t, dst.Store), snapshot(t, src))
+}
+
+// TestBatchSourceVanishes: a source message expunged between the listing
+// and its turn in a batch ends the batch; it is not copied, nothing is
+// reported as failed, and the rest arrive.
+func TestBatchSourceVanishes(t *testing.T) {
+	src := newMaildir(t, "")
+	msgs := testmail.Generate(testmail.Options{Seed: 25, Count: 40, Folders: []string{"INBOX"}})
+	seed(t, src, msgs)
+	all := infos(t, src, "INBOX")
+	gone := all[len(all)/2].UID
+	dst := &wrapStore{Store: newMaildir(t, ""), t: t, batchMsgs: 50}
+	srcW := &wrapStore{Store: src, t: t}
+	var once stdsync.Once
+	srcW.openMessageHook = func(mb store.Mailbox, _ store.UID) {
+		once.Do(func() {
+			if err := mb.Expunge(t.Context(), []store.UID{gone}); err != nil {
+				t.Errorf("expunge: %v", err)
+			}
+		})
+	}
+	rep := run(t, srcW, dst, Options{})
+	if rep.Totals.Copied != len(msgs)-1 || rep.Totals.Failed != 0 {
+		t.Errorf("totals %+v", rep.Totals)
+	}
+	if dst.batches.Load() == 0 {
+		t.Error("no batch was tried")
+	}
+	sameSnapshots(t, "source message vanished", snapshot(t, dst.Store), snapshot(t, src))
+}
