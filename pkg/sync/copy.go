@@ -427,12 +427,12 @@ func (f *folderRun) recheck(ctx context.Context, w *worker, ms []*msg) ([]*msg, 
 		w.dst = nil
 		return nil, err
 	}
-	st, err := dst.Status(ctx)
+	v, err := uidValidity(ctx, dst)
 	if err != nil {
 		return nil, err
 	}
-	if st.UIDValidity != f.fs.dstValidity {
-		return nil, &store.UIDValidityError{Mailbox: f.rep.Target, Old: f.fs.dstValidity, New: st.UIDValidity}
+	if v != f.fs.dstValidity {
+		return nil, &store.UIDValidityError{Mailbox: f.rep.Target, Old: f.fs.dstValidity, New: v}
 	}
 	var cands []*msg
 	err = dst.Messages(ctx, f.dstMax+1, func(info store.MessageInfo) error {

@@ -238,33 +238,56 @@ func (w *worker) close() {
 	}
 }
 
-// open opens the folder on both sides. A missing target is allowed in a
-// dry run (dst is then nil).
+// open opens the folder on both sides, at once (each side's Open may be
+// a connection, a login and a SELECT). A missing target is allowed in a
+// dry run (dst is then nil). Only the statuses' UIDValidity is set.
 func (f *folderRun) open(ctx context.Context) (*worker, store.Status, store.Status, error) {
-	var ss, ds store.Status
-	w := &worker{}
-	var err error
-	if w.src, err = f.r.src.Open(ctx, f.rep.Source); err != nil {
-		return nil, ss, ds, fmt.Errorf("open source folder: %w", err)
-	}
-	if ss, err = w.src.Status(ctx); err != nil {
-		w.close()
-		return nil, ss, ds, fmt.Errorf("source folder status: %w", err)
-	}
-	w.dst, err = f.r.dst.Open(ctx, f.rep.Target)
-	if err != nil {
-		w.dst = nil
-		if f.r.opts.DryRun && errors.Is(err, store.ErrNotFound) {
-			return w, ss, ds, nil
+	var (
+		ss, ds         store.Status
+		w              = &worker{}
+		srcErr, dstErr error
+		wg             stdsync.WaitGroup
+	)
+	wg.Go(func() {
+		if w.dst, dstErr = f.r.dst.Open(ctx, f.rep.Target); dstErr != nil {
+			w.dst = nil
+			return
 		}
-		w.close()
-		return nil, ss, ds, fmt.Errorf("open target folder: %w", err)
+		ds.UIDValidity, dstErr = uidValidity(ctx, w.dst)
+	})
+	if w.src, srcErr = f.r.src.Open(ctx, f.rep.Source); srcErr == nil {
+		ss.UIDValidity, srcErr = uidValidity(ctx, w.src)
+	} else {
+		w.src = nil
 	}
-	if ds, err = w.dst.Status(ctx); err != nil {
+	wg.Wait()
+	switch {
+	case srcErr != nil:
 		w.close()
-		return nil, ss, ds, fmt.Errorf("target folder status: %w", err)
+		return nil, ss, ds, fmt.Errorf("open source folder: %w", srcErr)
+	case dstErr != nil && w.dst == nil && f.r.opts.DryRun && errors.Is(dstErr, store.ErrNotFound):
+		return w, ss, ds, nil
+	case dstErr != nil:
+		w.close()
+		return nil, ss, ds, fmt.Errorf("open target folder: %w", dstErr)
 	}
 	return w, ss, ds, nil
+}
+
+// uidValidity returns an open mailbox's UIDVALIDITY: from the mailbox
+// itself when it knows it (a remote mailbox learns it from SELECT), else
+// from Status (which may cost a STATUS command and more).
+func uidValidity(ctx context.Context, mb store.Mailbox) (uint32, error) {
+	if v, ok := mb.(interface{ UIDValidity() uint32 }); ok {
+		if u := v.UIDValidity(); u != 0 {
+			return u, nil
+		}
+	}
+	st, err := mb.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("status: %w", err)
+	}
+	return st.UIDValidity, nil
 }
 
 // openWorker opens another handle pair for a helper and checks that
