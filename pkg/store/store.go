@@ -237,6 +237,17 @@ type BatchAppender interface {
 	AppendBatch(ctx context.Context, items []BatchItem) (uids []UID, err error)
 }
 
+// BulkReader is implemented by a Mailbox that can read several whole
+// messages with one request (IMAP: one UID FETCH for many UIDs) for less
+// than one OpenMessage each. Every message is held in memory while fn
+// runs: it is meant for small messages.
+type BulkReader interface {
+	// ReadMessages calls fn once with the exact bytes of each of uids that
+	// exists, in no particular order; UIDs that do not exist are skipped.
+	// The first error fn returns ends the call and is returned.
+	ReadMessages(ctx context.Context, uids []UID, fn func(uid UID, data []byte) error) error
+}
+
 // Sentinel errors. Implementations wrap them with context.
 var (
 	ErrNotFound    = errors.New("mailbox does not exist")

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -150,11 +151,16 @@ func (f *folderRun) copyBatch(ctx context.Context, w *worker, msgs []*msg) error
 	op, done := detach(ctx, f.r.opts.StopGrace)
 	defer done()
 	src := w.src
+	pre := f.prefetch(op, src, msgs)
 	items := make([]store.BatchItem, len(msgs))
 	for i, m := range msgs {
 		items[i] = store.BatchItem{
 			Opts: store.AppendOptions{Flags: m.Flags, Date: m.Date},
 			Open: func(ctx context.Context) (io.ReadCloser, int64, error) {
+				if data, ok := pre[m.UID]; ok {
+					size := int64(len(data))
+					return io.NopCloser(&exactReader{r: bytes.NewReader(data), size: size}), size, nil
+				}
 				rc, size, err := src.OpenMessage(ctx, m.UID)
 				if errors.Is(err, store.ErrNoMessage) {
 					return nil, 0, errVanished
@@ -204,6 +210,40 @@ func (f *folderRun) copyBatch(ctx context.Context, w *worker, msgs []*msg) error
 		}
 	}
 	return nil
+}
+
+// prefetchMax: the messages of a batch up to this size are read from the
+// source together before the batch (store.BulkReader: one FETCH for all
+// of them instead of one round trip each); larger ones are streamed when
+// their turn comes. At most a batch's worth of small messages is held.
+const prefetchMax = 128 << 10
+
+// prefetch reads the small messages of a batch from the source at once,
+// when the source can. A failure is not one: the messages it did not get
+// are read one by one.
+func (f *folderRun) prefetch(ctx context.Context, src store.Mailbox, msgs []*msg) map[store.UID][]byte {
+	br, ok := src.(store.BulkReader)
+	if !ok {
+		return nil
+	}
+	var uids []store.UID
+	for _, m := range msgs {
+		if m.Size <= prefetchMax {
+			uids = append(uids, m.UID)
+		}
+	}
+	if len(uids) < 2 {
+		return nil
+	}
+	pre := make(map[store.UID][]byte, len(uids))
+	err := br.ReadMessages(ctx, uids, func(uid store.UID, data []byte) error {
+		pre[uid] = data
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		f.log.Debug("reading a batch's small messages at once failed; reading them one by one", "err", err)
+	}
+	return pre
 }
 
 // batchOK and batchBroken adapt a worker's batches to its connection:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -316,6 +317,97 @@ func (b *bodyStream) Close() error {
 			}
 		}
 		b.abandon()
+	}
+	return nil
+}
+
+// maxBulkMessage bounds a message ReadMessages holds in memory.
+const maxBulkMessage = 16 << 20
+
+var _ store.BulkReader = (*Mailbox)(nil)
+
+// ReadMessages reads whole messages with one UID FETCH BODY.PEEK[] for
+// all of uids and calls fn with each one's bytes, once per message that
+// exists. One round trip for many small messages instead of one each
+// (OpenMessage); each message is in memory while fn runs, so it is meant
+// for small ones: a message over 16 MiB fails the call.
+//
+// A connection that fails midway is replaced and the FETCH sent again for
+// the messages not yet passed to fn.
+func (m *Mailbox) ReadMessages(ctx context.Context, uids []store.UID, fn func(uid store.UID, data []byte) error) error {
+	want := make([]imap.UID, 0, len(uids))
+	for _, u := range uids {
+		want = append(want, imap.UID(u))
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	done := make(map[imap.UID]bool, len(want))
+	var fnErr error
+	if err := m.l.acquire(ctx); err != nil {
+		return err
+	}
+	defer m.l.release()
+	p := m.st.newPacer()
+	err := m.l.run(ctx, "UID FETCH BODY[]", opRetry, p, func(s *session) error {
+		rest := slices.DeleteFunc(slices.Clone(want), func(u imap.UID) bool { return done[u] })
+		if len(rest) == 0 || fnErr != nil {
+			return nil
+		}
+		if err := m.l.see(s, rest); err != nil {
+			return err
+		}
+		cmd := s.c.Fetch(uidSet(rest), &imap.FetchOptions{UID: true,
+			BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+		if err := s.issued(); err != nil {
+			return err
+		}
+		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+			var (
+				uid  imap.UID
+				data []byte
+			)
+			for item := msg.Next(); item != nil; item = msg.Next() {
+				switch it := item.(type) {
+				case imapclient.FetchItemDataUID:
+					uid = it.UID
+				case imapclient.FetchItemDataBodySection:
+					if it.Literal == nil {
+						continue
+					}
+					if it.Literal.Size() > maxBulkMessage {
+						if fnErr == nil {
+							fnErr = fmt.Errorf("read UID %d in %q: %d bytes, more than ReadMessages holds (%d)",
+								uid, m.name, it.Literal.Size(), maxBulkMessage)
+						}
+						_, _ = io.Copy(io.Discard, it.Literal)
+						continue
+					}
+					b, err := readLiteral(it.Literal, it.Literal.Size())
+					if err != nil {
+						s.stopReader()
+						_ = cmd.Close()
+						return err
+					}
+					data = b
+				}
+			}
+			s.touch()
+			if _, ok := slices.BinarySearch(rest, uid); !ok || data == nil || done[uid] || fnErr != nil {
+				continue // an unsolicited FETCH, or no body
+			}
+			done[uid] = true
+			p.progress()
+			if err := fn(store.UID(uid), data); err != nil {
+				fnErr = err
+			}
+		}
+		return cmd.Close()
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		return fmt.Errorf("read %d messages in %q: %w", len(want), m.name, err)
 	}
 	return nil
 }
