@@ -31,6 +31,7 @@ type MigrateOptions struct {
 	StateDir                         string
 	NoState                          bool
 	NoBatch                          bool
+	NoSplit                          bool
 	JSON, Quiet                      bool
 	LogLevel                         string
 }
@@ -94,6 +95,7 @@ messages failed or verification found gaps, 4 authentication failed,
 	f.StringVar(&o.StateDir, "state", "", "state directory (default: the user cache directory, imapctl/sync)")
 	f.BoolVar(&o.NoState, "no-state", false, "keep no state: match every message by identity")
 	f.BoolVar(&o.NoBatch, "no-batch", false, "one APPEND per message, even when the target offers MULTIAPPEND")
+	f.BoolVar(&o.NoSplit, "no-split", false, "copy each folder over one connection, in UID order (big folders are otherwise shared by idle connections)")
 	f.BoolVar(&o.JSON, "json", false, "write the report as JSON to stdout (progress stays on stderr)")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "no progress output")
 	f.StringVar(&o.LogLevel, "log-level", "warn", "log level on stderr: debug, info, warn or error")
@@ -214,7 +216,7 @@ func runMigrate(ctx context.Context, e *env, o *MigrateOptions) error {
 	var prog *ui.Progress
 	opts := sync.Options{
 		Account: account, StateDir: stateDir, Include: o.Include, Exclude: o.Exclude,
-		Delete: o.Delete, DryRun: o.DryRun, Verify: o.Verify, Parallel: o.Parallel, NoBatch: o.NoBatch, Logger: log,
+		Delete: o.Delete, DryRun: o.DryRun, Verify: o.Verify, Parallel: o.Parallel, NoBatch: o.NoBatch, NoSplit: o.NoSplit, Logger: log,
 	}
 	for _, m := range o.Maps {
 		mp, _ := sync.ParseMapping(m)

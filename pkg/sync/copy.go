@@ -27,7 +27,7 @@ func (f *folderRun) copy(ctx context.Context, w *worker, msgs []*msg) error {
 	defer cancel(nil)
 
 	chunks := [][]*msg{msgs}
-	if t := f.r.opts.SplitThreshold; len(msgs) > t {
+	if t := f.r.opts.SplitThreshold; len(msgs) > t && !f.r.opts.NoSplit {
 		size := max(1, t/4)
 		chunks = chunks[:0]
 		for i := 0; i < len(msgs); i += size {

@@ -9,7 +9,7 @@ import (
 // Defaults for zero Options fields.
 const (
 	DefaultParallel       = 4
-	DefaultSplitThreshold = 20000
+	DefaultSplitThreshold = 1000
 	DefaultStopGrace      = 10 * time.Second
 )
 
@@ -47,9 +47,13 @@ type Options struct {
 	// also the number of handle pairs a big folder may use (default 4).
 	Parallel int
 	// SplitThreshold is the number of messages to copy above which a
-	// folder's copy is cut into UID ranges that idle workers, each with its
-	// own handle pair, help with (default 20,000).
+	// folder's copy is cut into UID ranges (of a quarter of it) that idle
+	// workers, each with its own handle pair, help with (default 1,000).
+	// The ranges then arrive side by side, so the target's UID order
+	// follows the source's only within each range. NoSplit never cuts.
 	SplitThreshold int
+	// NoSplit copies every folder with its own worker alone, in UID order.
+	NoSplit bool
 	// NoBatch makes every copy a single Append, even when the target
 	// takes batches (store.BatchAppender: IMAP MULTIAPPEND), for servers
 	// that announce MULTIAPPEND but handle it badly.

@@ -346,6 +346,16 @@ func (m *tMailbox) AppendSize(ctx context.Context, r io.Reader, size int64, opts
 	return m.Mailbox.AppendSize(ctx, r, size, opts)
 }
 
+func (m *tMailbox) AppendBatch(ctx context.Context, items []store.BatchItem) ([]store.UID, error) {
+	defer m.t.since(m.side+" AppendBatch (incl. body reads)", time.Now())
+	return m.Mailbox.AppendBatch(ctx, items)
+}
+
+func (m *tMailbox) ReadMessages(ctx context.Context, uids []store.UID, fn func(store.UID, []byte) error) error {
+	defer m.t.since(m.side+" ReadMessages (small bodies)", time.Now())
+	return m.Mailbox.ReadMessages(ctx, uids, fn)
+}
+
 func (m *tMailbox) SetFlags(ctx context.Context, uids []store.UID, op store.FlagOp, flags []store.Flag) error {
 	defer m.t.since(m.side+" SetFlags", time.Now())
 	return m.Mailbox.SetFlags(ctx, uids, op, flags)
