@@ -567,3 +567,61 @@ func toCRLF(raw []byte) []byte {
 	}
 	return b.Bytes()
 }
+
+// TestIntegrationFaultyDovecotTarget is TestIntegrationFaultyTarget with a
+// real Dovecot as the target, which takes MULTIAPPEND: batches are cut,
+// their replies lost, they shrink and stop, and still every message ends
+// up on the target exactly once, and a re-run copies nothing.
+func TestIntegrationFaultyDovecotTarget(t *testing.T) {
+	t.Parallel()
+	if !dovecottest.Available() {
+		t.Skipf("dovecot is not installed: %s", dovecottest.InstallHint)
+	}
+	dc := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"alice": "pw-dc"}})
+	srcSrv := servetest.Start(t, servetest.Options{NoSync: true, Users: map[string]string{"alice": "pw-a"}})
+	srcAcct := serveAccount(srcSrv, "alice", "pw-a")
+	dstAcct := integrationAccount{Addr: dc.Addr, User: "alice", Pass: "pw-dc"}
+	msgs := faultCorpus()
+	var biggest int64
+	for i := range msgs {
+		if len(msgs[i].Raw) > 1<<20 {
+			msgs[i].Folder = "INBOX"
+		}
+		biggest = max(biggest, int64(len(msgs[i].Raw)))
+	}
+	integrationLoad(t, srcAcct, msgs)
+	converted := make([]testmail.Message, len(msgs))
+	for i, m := range msgs {
+		converted[i] = m
+		if m.Kind == testmail.KindBareLF {
+			converted[i].Raw = toCRLF(m.Raw)
+		}
+	}
+
+	p := startProxy(t, dc.Addr, proxyFaults{budget: func(n int64) int64 {
+		if n%2 == 0 {
+			return biggest + 64<<10
+		}
+		return 16 << 10
+	}})
+	src := integrationStore(t, "imap://alice@"+srcSrv.Addr+"?tls=none", "pw-a", nil)
+	dst := integrationStore(t, "imap://alice@"+p.addr()+"?tls=none", "pw-dc", nil)
+	logs := &logCounter{}
+	opts := sync.Options{Account: "faulty-dovecot", StateDir: t.TempDir(), Parallel: 1, Logger: slog.New(logs)}
+	rep := integrationMustRun(t, src, dst, opts)
+	integrationCounts(t, "through the cutting proxy", rep, len(msgs), 0, 0)
+	batchLost := logs.count("the reply to a batch of appends was lost; looking for its messages on the target")
+	batchStopped := logs.count("batch append stopped; appending one message at a time")
+	resent, lost := logs.count("connection broke while copying a message; sending it again"), logs.count("append reply lost and message not on the target; appending again")
+	t.Logf("%d connections, %d cut; batches: %d replies lost, %d stopped; single messages: %d sent again after a cut, %d after a lost reply",
+		p.accepted.Load(), p.cuts.Load(), batchLost, batchStopped, resent, lost)
+	if p.cuts.Load() < 4 || batchLost+batchStopped < 1 {
+		t.Errorf("the proxy cut only %d connections and %d batches failed: the test does not test much", p.cuts.Load(), batchLost+batchStopped)
+	}
+	dstDump := integrationDump(t, dstAcct)
+	exactlyOnce(t, "target", identityCounts(dstDump), corpusCounts(converted))
+	sameRecords(t, "target", dumpRecords(dstDump, false, nil), corpusRecords(converted, false))
+
+	rep = integrationMustRun(t, src, dst, opts)
+	integrationCounts(t, "re-run through the cutting proxy", rep, 0, 0, 0)
+}
