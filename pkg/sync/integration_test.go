@@ -393,22 +393,10 @@ func TestIntegrationFaultyTarget(t *testing.T) {
 	srcSrv := servetest.Start(t, servetest.Options{NoSync: true, Users: users})
 	dstSrv := servetest.Start(t, servetest.Options{NoSync: true, Users: users})
 	srcAcct, dstAcct := serveAccount(srcSrv, "alice", "pw-a"), serveAccount(dstSrv, "alice", "pw-a")
-	msgs := faultCorpus()
-	var biggest int64
-	for i := range msgs {
-		if len(msgs[i].Raw) > 1<<20 {
-			msgs[i].Folder = "INBOX"
-		}
-		biggest = max(biggest, int64(len(msgs[i].Raw)))
-	}
+	msgs, budget := faultTargetCorpus()
 	integrationLoad(t, srcAcct, msgs)
 
-	p := startProxy(t, dstSrv.Addr, proxyFaults{budget: func(n int64) int64 {
-		if n%2 == 0 {
-			return biggest + 64<<10
-		}
-		return 16 << 10
-	}})
+	p := startProxy(t, dstSrv.Addr, proxyFaults{budget: budget})
 	src := integrationStore(t, "imap://alice@"+srcSrv.Addr+"?tls=none", "pw-a", nil)
 	dst := integrationStore(t, "imap://alice@"+p.addr()+"?tls=none", "pw-a", nil)
 	logs := &logCounter{}
@@ -456,12 +444,10 @@ func TestIntegrationDovecotCourier(t *testing.T) {
 	bob, dave := serveAccount(srv, "bob", "pw-bob"), serveAccount(srv, "dave", "pw-dave")
 
 	corpus := testmail.Generate(testmail.Options{Seed: 1, Folders: append(testmail.Folders(), "Projects/2024")})
-	converted := make([]testmail.Message, len(corpus))
+	converted := withCRLF(corpus)
 	bareLF := 0
-	for i, m := range corpus {
-		converted[i] = m
+	for _, m := range corpus {
 		if m.Kind == testmail.KindBareLF {
-			converted[i].Raw = toCRLF(m.Raw)
 			bareLF++
 		}
 	}
@@ -556,6 +542,40 @@ func TestIntegrationDovecotCourier(t *testing.T) {
 	}
 }
 
+// withCRLF returns msgs with the bare-LF messages given CRLF line
+// endings, as Dovecot stores and serves them.
+func withCRLF(msgs []testmail.Message) []testmail.Message {
+	out := make([]testmail.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = m
+		if m.Kind == testmail.KindBareLF {
+			out[i].Raw = toCRLF(m.Raw)
+		}
+	}
+	return out
+}
+
+// faultTargetCorpus is faultCorpus with the messages over 1 MiB in INBOX
+// (so that long connections get cut too), and a proxy budget that cuts
+// every other connection after 16 KiB and the others a little above the
+// biggest message, so that every message can get through.
+func faultTargetCorpus() ([]testmail.Message, func(n int64) int64) {
+	msgs := faultCorpus()
+	var biggest int64
+	for i := range msgs {
+		if len(msgs[i].Raw) > 1<<20 {
+			msgs[i].Folder = "INBOX"
+		}
+		biggest = max(biggest, int64(len(msgs[i].Raw)))
+	}
+	return msgs, func(n int64) int64 {
+		if n%2 == 0 {
+			return biggest + 64<<10
+		}
+		return 16 << 10
+	}
+}
+
 // toCRLF returns raw with every bare LF made CRLF.
 func toCRLF(raw []byte) []byte {
 	var b bytes.Buffer
@@ -581,29 +601,11 @@ func TestIntegrationFaultyDovecotTarget(t *testing.T) {
 	srcSrv := servetest.Start(t, servetest.Options{NoSync: true, Users: map[string]string{"alice": "pw-a"}})
 	srcAcct := serveAccount(srcSrv, "alice", "pw-a")
 	dstAcct := integrationAccount{Addr: dc.Addr, User: "alice", Pass: "pw-dc"}
-	msgs := faultCorpus()
-	var biggest int64
-	for i := range msgs {
-		if len(msgs[i].Raw) > 1<<20 {
-			msgs[i].Folder = "INBOX"
-		}
-		biggest = max(biggest, int64(len(msgs[i].Raw)))
-	}
+	msgs, budget := faultTargetCorpus()
 	integrationLoad(t, srcAcct, msgs)
-	converted := make([]testmail.Message, len(msgs))
-	for i, m := range msgs {
-		converted[i] = m
-		if m.Kind == testmail.KindBareLF {
-			converted[i].Raw = toCRLF(m.Raw)
-		}
-	}
+	converted := withCRLF(msgs)
 
-	p := startProxy(t, dc.Addr, proxyFaults{budget: func(n int64) int64 {
-		if n%2 == 0 {
-			return biggest + 64<<10
-		}
-		return 16 << 10
-	}})
+	p := startProxy(t, dc.Addr, proxyFaults{budget: budget})
 	src := integrationStore(t, "imap://alice@"+srcSrv.Addr+"?tls=none", "pw-a", nil)
 	dst := integrationStore(t, "imap://alice@"+p.addr()+"?tls=none", "pw-dc", nil)
 	logs := &logCounter{}

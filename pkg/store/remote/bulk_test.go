@@ -25,17 +25,7 @@ func TestReadMessages(t *testing.T) {
 		uids = append(uids, mi.UID)
 	}
 	uids = append(uids, infos[len(infos)-1].UID+100) // does not exist
-	got := map[store.UID][]byte{}
-	err := mb.ReadMessages(t.Context(), uids, func(uid store.UID, data []byte) error {
-		if _, dup := got[uid]; dup {
-			t.Errorf("UID %d passed twice", uid)
-		}
-		got[uid] = data
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("ReadMessages: %v", err)
-	}
+	got := readMessages(t, mb, uids)
 	if len(got) != len(infos) {
 		t.Fatalf("%d messages read, want %d", len(got), len(infos))
 	}
@@ -46,7 +36,7 @@ func TestReadMessages(t *testing.T) {
 	}
 	stop := errors.New("enough")
 	calls := 0
-	err = mb.ReadMessages(t.Context(), uids, func(store.UID, []byte) error {
+	err := mb.ReadMessages(t.Context(), uids, func(store.UID, []byte) error {
 		calls++
 		return stop
 	})
@@ -77,6 +67,22 @@ func TestReadMessagesCut(t *testing.T) {
 	}
 	p.cutAfter.Store(64 << 10)
 	p.cutAll()
+	got := readMessages(t, mb, uids)
+	for i, mi := range infos {
+		if !bytes.Equal(got[mi.UID], msgs[i].Raw) {
+			t.Errorf("UID %d: %d bytes, differ from the %d stored", mi.UID, len(got[mi.UID]), len(msgs[i].Raw))
+		}
+	}
+	t.Logf("%d bytes, %d cuts", total, p.cuts.Load())
+	if p.cuts.Load() < int64(total/(64<<10)/2) || p.cuts.Load() < 6 {
+		t.Errorf("only %d cuts for %d bytes", p.cuts.Load(), total)
+	}
+}
+
+// readMessages returns what ReadMessages passes, checking that no UID is
+// passed twice.
+func readMessages(t *testing.T, mb *Mailbox, uids []store.UID) map[store.UID][]byte {
+	t.Helper()
 	got := map[store.UID][]byte{}
 	err := mb.ReadMessages(t.Context(), uids, func(uid store.UID, data []byte) error {
 		if _, dup := got[uid]; dup {
@@ -88,13 +94,5 @@ func TestReadMessagesCut(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ReadMessages: %v", err)
 	}
-	for i, mi := range infos {
-		if !bytes.Equal(got[mi.UID], msgs[i].Raw) {
-			t.Errorf("UID %d: %d bytes, differ from the %d stored", mi.UID, len(got[mi.UID]), len(msgs[i].Raw))
-		}
-	}
-	t.Logf("%d bytes, %d cuts", total, p.cuts.Load())
-	if p.cuts.Load() < int64(total/(64<<10)/2) || p.cuts.Load() < 6 {
-		t.Errorf("only %d cuts for %d bytes", p.cuts.Load(), total)
-	}
+	return got
 }
