@@ -42,6 +42,23 @@ func TestBatchCopy(t *testing.T) {
 	}
 }
 
+// TestBatchManyBatches: a worker's batch size stays at the target's limit
+// however many batches go through (it once doubled after each until it
+// overflowed, and the rest of a big folder went one message at a time).
+func TestBatchManyBatches(t *testing.T) {
+	src := newMaildir(t, "")
+	msgs := testmail.Generate(testmail.Options{Seed: 26, Count: 300, MaxAttachment: 2048, Folders: []string{"INBOX"}})
+	seed(t, src, msgs)
+	dst := &wrapStore{Store: newMaildir(t, ""), t: t, batchMsgs: 2}
+	rep := run(t, src, dst, Options{NoSplit: true})
+	if rep.Totals.Copied != len(msgs) {
+		t.Fatalf("totals %+v", rep.Totals)
+	}
+	if single := dst.appends.Load() + dst.sized.Load(); dst.batches.Load() != int64(len(msgs)/2) || single != 0 {
+		t.Errorf("%d batches and %d single appends for %d messages in batches of 2", dst.batches.Load(), single, len(msgs))
+	}
+}
+
 // TestBatchRefused: a batch the target refuses because of one message is
 // copied again one message at a time: that message is reported, with the
 // target's reason, and every other one arrives.

@@ -128,10 +128,10 @@ func (f *folderRun) batchLen(w *worker, msgs []*msg) int {
 	if maxN < 2 {
 		return 0
 	}
-	if w.batchBytes == 0 {
+	if w.batchBytes == 0 || w.batchBytes > maxBytes {
 		w.batchBytes = maxBytes
 	}
-	budget := min(maxBytes, w.batchBytes)
+	budget := w.batchBytes
 	var sum int64
 	n := 0
 	for n < len(msgs) && n < maxN && sum+msgs[n].Size <= budget {
@@ -252,9 +252,9 @@ func (f *folderRun) prefetch(ctx context.Context, src store.Mailbox, msgs []*msg
 // which the worker stops batching; each batch that goes through doubles
 // the size again.
 func (w *worker) batchOK() {
-	if w.batchBytes > 0 {
-		w.batchBytes *= 2
-	}
+	// batchLen brings it back to the target's limit: it cannot grow for
+	// ever (and overflow).
+	w.batchBytes = min(w.batchBytes, 1<<40) * 2
 }
 
 func (w *worker) batchBroken() {
