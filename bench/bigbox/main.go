@@ -125,7 +125,7 @@ func run() error {
 		if c, err = login(addr, useTLS, u); err != nil {
 			return 0, err
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		ms, err := timeIt(sel)
 		if err == nil {
 			err = c.Logout().Wait()
@@ -151,7 +151,7 @@ func run() error {
 	if c, err = login(addr, useTLS, u); err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if _, err := timeIt(sel); err != nil {
 		return fmt.Errorf("SELECT: %w", err)
 	}
@@ -163,7 +163,7 @@ func run() error {
 		n := 0
 		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 			if _, err := msg.Collect(); err != nil {
-				cmd.Close()
+				_ = cmd.Close()
 				return err
 			}
 			n++
@@ -247,7 +247,7 @@ func login(addr string, useTLS bool, u imapbench.User) (*imapclient.Client, erro
 		return nil, err
 	}
 	if err := c.Login(u.Name, u.Password).Wait(); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, fmt.Errorf("LOGIN: %w", err)
 	}
 	return c, nil
@@ -263,7 +263,7 @@ func appendRate(addr string, useTLS bool, u imapbench.User, box string, n, conns
 		if err != nil {
 			return 0, err
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		clients[i] = c
 	}
 	msgs := make([]testmail.Message, n)

@@ -69,7 +69,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer d.Stop()
+	defer func() { _ = d.Stop() }()
 	host, port, _ := net.SplitHostPort(d.Addr)
 	env := fmt.Sprintf("ADDR=%s\nHOST=%s\nPORT=%s\nTLS_ADDR=%s\nPID=%d\nDIR=%s\nCONF=%s\nLOG=%s\nMAIL=%s\n",
 		d.Addr, host, port, d.TLSAddr, d.PID(), d.Dir, d.ConfigPath, d.LogPath, d.MailLocation)

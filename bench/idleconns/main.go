@@ -115,7 +115,7 @@ func run() error {
 			_ = c.idle.Wait()
 			_ = c.c.Logout().Wait()
 		}
-		c.c.Close()
+		_ = c.c.Close()
 	}
 	if gcWait > 0 {
 		fmt.Fprintf(os.Stderr, "idleconns: waiting %v (and for RSS to settle) before measuring the idle server\n", gcWait)
@@ -193,7 +193,7 @@ func run() error {
 				_ = c.idle.Wait()
 				_ = c.c.Logout().Wait()
 			}
-			c.c.Close()
+			_ = c.c.Close()
 		}(c)
 	}
 	wg.Wait()
@@ -230,7 +230,7 @@ func open(addr string, useTLS bool, u imapbench.User) (*conn, error) {
 		return nil, err
 	}
 	fail := func(what string, err error) (*conn, error) {
-		c.Close()
+		_ = c.Close()
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if err := c.Login(u.Name, u.Password).Wait(); err != nil {

@@ -110,7 +110,9 @@ func run() error {
 		}
 		res.ServerRSSKiB, res.ServerPSSKiB = after.RSSKiB, after.PSSKiB
 	}
-	res.WriteTable(os.Stdout)
+	if err := res.WriteTable(os.Stdout); err != nil {
+		return err
+	}
 	if jsonOut != "" {
 		if err := os.WriteFile(jsonOut, res.JSON(), 0o644); err != nil {
 			return err

@@ -5,10 +5,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -20,12 +20,16 @@ var servers = []string{"imapctl", "dovecot"}
 func main() {
 	dir := flag.String("dir", "bench/out", "directory with the results of bench/run.sh")
 	flag.Parse()
-	w := os.Stdout
+	var out bytes.Buffer
 	for _, tr := range []string{"plain", "tls"} {
-		loadTable(w, *dir, tr)
+		loadTable(&out, *dir, tr)
 	}
-	idleTable(w, *dir)
-	bigTable(w, *dir)
+	idleTable(&out, *dir)
+	bigTable(&out, *dir)
+	if _, err := out.WriteTo(os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
 }
 
 func readJSON(path string, v any) bool {
@@ -40,7 +44,7 @@ func readJSON(path string, v any) bool {
 	return true
 }
 
-func loadTable(w io.Writer, dir, tr string) {
+func loadTable(w *bytes.Buffer, dir, tr string) {
 	res := map[string]*load.Result{}
 	for _, s := range servers {
 		var r load.Result
@@ -116,7 +120,7 @@ type idleResult struct {
 	} `json:"after"`
 }
 
-func idleTable(w io.Writer, dir string) {
+func idleTable(w *bytes.Buffer, dir string) {
 	header := false
 	for _, tr := range []string{"plain", "tls"} {
 		for _, s := range servers {
@@ -157,7 +161,7 @@ type bigResult struct {
 	AppendConns    int     `json:"append_conns"`
 }
 
-func bigTable(w io.Writer, dir string) {
+func bigTable(w *bytes.Buffer, dir string) {
 	res := map[string]*bigResult{}
 	for _, s := range servers {
 		var r bigResult

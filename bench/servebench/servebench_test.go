@@ -70,7 +70,7 @@ func TestMain(m *testing.M) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_ = shared.srv.Shutdown(ctx)
 		cancel()
-		os.RemoveAll(shared.dir)
+		_ = os.RemoveAll(shared.dir)
 	}
 	os.Exit(code)
 }
@@ -99,7 +99,7 @@ func setup() (*server, error) {
 	}
 	srv, err := serve.New(serve.Config{DataDir: dir, Listen: "127.0.0.1:0", TLSListen: "", Users: specs})
 	if err != nil {
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	s := &server{dir: dir, srv: srv}
@@ -111,14 +111,14 @@ func setup() (*server, error) {
 	for _, f := range fills {
 		if _, err := corpus.Fill(context.Background(), filepath.Join(dir, "mail", f.user), "INBOX", f.count, 1, 8<<10); err != nil {
 			_ = srv.Shutdown(context.Background())
-			os.RemoveAll(dir)
+			_ = os.RemoveAll(dir)
 			return nil, fmt.Errorf("fill %s's INBOX: %w", f.user, err)
 		}
 	}
 	log.Printf("servebench: wrote %d + 2×%d messages in %.1f s", *bigMessages, *loadMessages, time.Since(start).Seconds())
 	if err := srv.Start(); err != nil {
 		_ = srv.Shutdown(context.Background())
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	s.addr = srv.Addr().String()
@@ -131,7 +131,7 @@ func (s *server) login(b *testing.B, user string) *imapclient.Client {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { c.Close() })
+	b.Cleanup(func() { _ = c.Close() })
 	if err := c.Login(user, password).Wait(); err != nil {
 		b.Fatal(err)
 	}

@@ -145,7 +145,7 @@ func appendLoop(t *testing.T, c *imapclient.Client, l *crashLedger, round, worke
 			return
 		}
 		if _, err := cmd.Write(msg); err != nil {
-			cmd.Close()
+			_ = cmd.Close()
 			l.failedBeforeKill(t, id, err)
 			return
 		}
@@ -172,7 +172,7 @@ func appendLoop(t *testing.T, c *imapclient.Client, l *crashLedger, round, worke
 func verifyStore(t *testing.T, s *server, l *crashLedger) uint32 {
 	t.Helper()
 	c := dialTLS(t, s, "alice", alicePass)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	sel, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		t.Fatalf("SELECT INBOX after restart: %v", err)
@@ -278,8 +278,9 @@ func TestCrashDurability(t *testing.T) {
 	if testing.Short() {
 		killAt = []int{40, 75, 60}
 	}
+	modes := []killMode{killBetween, killMidLiteral, killAfterLiteral}
 	for round, n := range killAt {
-		mode := killMode(round % 3)
+		mode := modes[round%len(modes)]
 		s := startServer(t, childEnv(), args...)
 		verifyStore(t, s, l)
 		checkLog(t, s)
@@ -309,7 +310,7 @@ func TestCrashDurability(t *testing.T) {
 			l.fire()
 			s.kill9()
 			for _, c := range clients {
-				go c.Close()
+				go func() { _ = c.Close() }()
 			}
 			<-done
 			t.Fatalf(format, args...)
@@ -328,12 +329,12 @@ func TestCrashDurability(t *testing.T) {
 		case <-done:
 		case <-time.After(guard):
 			for _, c := range clients {
-				go c.Close()
+				go func() { _ = c.Close() }()
 			}
 			<-done
 		}
 		for _, c := range clients {
-			c.Close()
+			_ = c.Close()
 		}
 		l.mu.Lock()
 		t.Logf("round %d: killed %v after %d acknowledgements in this round (%d in total)", round, mode, l.roundAcks, len(l.acked))
@@ -361,7 +362,7 @@ func TestCrashDurability(t *testing.T) {
 		t.Errorf("APPEND after the crashes: UID %d UIDVALIDITY %d; want UID above %d and UIDVALIDITY %d",
 			ad.UID, ad.UIDValidity, maxUID, l.uidValidity)
 	}
-	c.Close()
+	_ = c.Close()
 	s.stop(syscall.SIGTERM)
 	checkLog(t, s)
 }

@@ -240,7 +240,7 @@ func dialRawPlain(t *testing.T, s *server) *rawConn {
 }
 
 func newRawConn(t *testing.T, c net.Conn) *rawConn {
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	rc := &rawConn{t: t, c: c, r: bufio.NewReader(c)}
 	if g := rc.readLine(); !strings.HasPrefix(g, "* OK") {
 		t.Fatalf("greeting: %q", g)

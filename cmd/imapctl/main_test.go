@@ -259,7 +259,7 @@ func TestServeDataDirLocked(t *testing.T) {
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Errorf("SELECT on the first server: %v", err)
 	}
-	c.Close()
+	_ = c.Close()
 	first.stop(syscall.SIGTERM)
 
 	// Its lock is gone with it.

@@ -303,10 +303,10 @@ func startSlowProxy(t *testing.T, target string, chunk int, pause time.Duration)
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(func() {
-		ln.Close()
+		_ = ln.Close()
 		p.mu.Lock()
 		for c := range p.conns {
-			c.Close()
+			_ = c.Close()
 		}
 		p.mu.Unlock()
 		p.wg.Wait()
@@ -325,7 +325,7 @@ func (p *slowProxy) serve() {
 		}
 		server, err := net.Dial("tcp", p.target)
 		if err != nil {
-			client.Close()
+			_ = client.Close()
 			continue
 		}
 		p.mu.Lock()
@@ -334,8 +334,8 @@ func (p *slowProxy) serve() {
 		var once sync.Once
 		closeBoth := func() {
 			once.Do(func() {
-				client.Close()
-				server.Close()
+				_ = client.Close()
+				_ = server.Close()
 				p.mu.Lock()
 				delete(p.conns, client)
 				delete(p.conns, server)
@@ -476,7 +476,7 @@ func killAfter(t *testing.T, watch *imapclient.Client, after int, args []string)
 	defer func() {
 		if !done { // the test failed first
 			_ = cmd.Process.Kill()
-			<-exited
+			t.Logf("imapctl migrate killed after the failure: %v", <-exited)
 		}
 	}()
 	for deadline := time.Now().Add(guard); ; time.Sleep(5 * time.Millisecond) {
@@ -659,7 +659,7 @@ func TestMigrateCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 		closed := ln.Addr().String()
-		ln.Close()
+		_ = ln.Close()
 		// The CLI retries with its default backoff (several seconds)
 		// before it gives up.
 		r := runMigrate(t, migrateEnv(), common("imaps://refused@"+closed, t.TempDir())...)

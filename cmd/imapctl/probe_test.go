@@ -117,14 +117,14 @@ func closedLoopbackPort(t *testing.T, network string) string {
 			t.Fatal(err)
 		}
 		addr = pc.LocalAddr().String()
-		pc.Close()
+		_ = pc.Close()
 	} else {
 		ln, err := net.Listen(network, "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		addr = ln.Addr().String()
-		ln.Close()
+		_ = ln.Close()
 	}
 	return addr
 }

@@ -72,7 +72,7 @@ func imapctlBinary(t *testing.T) string {
 // removeBuilt deletes the binary built by imapctlBinary.
 func removeBuilt() {
 	if built.dir != "" {
-		os.RemoveAll(built.dir)
+		_ = os.RemoveAll(built.dir) // best effort: it is in the temporary directory
 	}
 }
 
@@ -195,7 +195,7 @@ func tryStartServer(t *testing.T, env []string, args ...string) (*server, error)
 		announced := false
 		for sc.Scan() {
 			line := sc.Text()
-			fmt.Fprintln(s.stderr, line)
+			_, _ = fmt.Fprintln(s.stderr, line)
 			if !announced {
 				s.parseBanner(line)
 				if strings.HasPrefix(line, "Press Ctrl-C to stop.") {
@@ -208,7 +208,7 @@ func tryStartServer(t *testing.T, env []string, args ...string) (*server, error)
 	}()
 	go func() {
 		s.err = cmd.Wait()
-		pw.Close()
+		_ = pw.Close()
 		close(s.exited)
 	}()
 	select {
@@ -296,7 +296,7 @@ func dialTLS(t *testing.T, s *server, user, pass string) *imapclient.Client {
 	if err != nil {
 		t.Fatalf("dial %s: %v", s.TLS, err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	if err := c.Login(user, pass).Wait(); err != nil {
 		t.Fatalf("LOGIN %s: %v", user, err)
 	}

@@ -75,7 +75,7 @@ func TestZeroConfig(t *testing.T) {
 			t.Errorf("LIST for demo: no %s in %q", n, names)
 		}
 	}
-	c.Close()
+	_ = c.Close()
 	wrong, err := imapclient.DialTLS(s.TLS, &imapclient.Options{TLSConfig: tlsConfig(t, s.CertFile, "127.0.0.1")})
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func TestZeroConfig(t *testing.T) {
 	if err := wrong.Login("demo", pass+"x").Wait(); err == nil {
 		t.Errorf("LOGIN with a wrong demo password succeeded")
 	}
-	wrong.Close()
+	_ = wrong.Close()
 	s.stop(syscall.SIGINT)
 
 	// Second start on the same directory: no new user, no password shown,
@@ -103,7 +103,7 @@ func TestZeroConfig(t *testing.T) {
 	if _, err := c2.Select("INBOX", nil).Wait(); err != nil {
 		t.Errorf("SELECT INBOX after restart: %v", err)
 	}
-	c2.Close()
+	_ = c2.Close()
 	s2.stop(syscall.SIGTERM)
 
 	out, _, code := runCLI(t, "", "user", "list", "--data", want, "--json")

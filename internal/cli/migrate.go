@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -206,12 +207,14 @@ func runMigrate(ctx context.Context, e *env, o *MigrateOptions) error {
 	if err != nil {
 		return remoteErr("source", err)
 	}
-	defer src.Close()
+	// Closing logs out; what was copied is already acknowledged, so a failed
+	// LOGOUT changes nothing.
+	defer func() { _ = src.Close() }()
 	dst, err := dial(o.To, toPW)
 	if err != nil {
 		return remoteErr("target", err)
 	}
-	defer dst.Close()
+	defer func() { _ = dst.Close() }()
 
 	var prog *ui.Progress
 	opts := sync.Options{
@@ -246,8 +249,8 @@ func runMigrate(ctx context.Context, e *env, o *MigrateOptions) error {
 			if err := ui.JSON(e.stdout, rep); err != nil {
 				return err
 			}
-		} else {
-			renderMigrate(e, rep)
+		} else if err := renderMigrate(e, rep); err != nil {
+			return err
 		}
 	}
 	return migrateExit(ctx, runErr)
@@ -297,11 +300,11 @@ func lockAccount(stateDir, account string) (func(), error) {
 		return nil, usageErr("lock %s: %v", name, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
+		_ = f.Close() // the lock file is never written
 		return nil, &ExitError{Code: ExitLocked, Err: fmt.Errorf("another imapctl migrate is running for %s", account),
 			Hint: "wait for it to finish, or use another --state directory"}
 	}
-	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }, nil
 }
 
 func fnv64(s string) uint64 {
@@ -313,7 +316,9 @@ func fnv64(s string) uint64 {
 	return h
 }
 
-func renderMigrate(e *env, rep *sync.Report) {
+// renderMigrate writes the report as a table and a summary to standard
+// output.
+func renderMigrate(e *env, rep *sync.Report) error {
 	w := e.stdout
 	var rows [][]string
 	for _, f := range rep.Folders {
@@ -342,37 +347,39 @@ func renderMigrate(e *env, rep *sync.Report) {
 	if rep.DryRun {
 		head[3], head[4], head[5], head[6] = "TARGET# AFTER", "TO COPY", "TO UPDATE", "TO DELETE"
 	}
-	fmt.Fprint(w, ui.Table(w, head, rows))
+	var b strings.Builder
+	b.WriteString(ui.Table(w, head, rows))
 	t := rep.Totals
 	if rep.DryRun {
-		fmt.Fprintf(w, "dry run, nothing changed: %d folders, %d messages to copy (%s), %d to update, %d to delete\n",
+		fmt.Fprintf(&b, "dry run, nothing changed: %d folders, %d messages to copy (%s), %d to update, %d to delete\n",
 			len(rep.Folders), t.Copied, ui.Bytes(t.Bytes), t.Updated, t.Deleted)
 	} else {
-		fmt.Fprintf(w, "%d folders, %d messages copied (%s), %d updated, %d deleted, %d failed in %.1fs\n",
+		fmt.Fprintf(&b, "%d folders, %d messages copied (%s), %d updated, %d deleted, %d failed in %.1fs\n",
 			len(rep.Folders), t.Copied, ui.Bytes(t.Bytes), t.Updated, t.Deleted, t.Failed, rep.Seconds)
 	}
 	for _, s := range rep.Skipped {
-		fmt.Fprintf(w, "skipped %s: %s\n", s.Source, s.Reason)
+		fmt.Fprintf(&b, "skipped %s: %s\n", s.Source, s.Reason)
 	}
 	for _, f := range rep.Failures {
-		fmt.Fprintf(w, "failed  %s UID %d %s (%s): %s\n", f.Folder, f.SourceUID, f.MessageID, ui.Bytes(f.Size), f.Reason)
+		fmt.Fprintf(&b, "failed  %s UID %d %s (%s): %s\n", f.Folder, f.SourceUID, f.MessageID, ui.Bytes(f.Size), f.Reason)
 	}
 	if rep.Verified != nil {
 		if *rep.Verified {
-			fmt.Fprintln(w, ui.Status(w, "VERIFIED")+": every source message has its twin on the target (identity, size, flags)")
+			fmt.Fprintln(&b, ui.Status(w, "VERIFIED")+": every source message has its twin on the target (identity, size, flags)")
 		} else {
-			fmt.Fprintf(w, "%s: %d source messages have no twin on the target:\n", ui.Status(w, "FAILED"), len(rep.Missing))
+			fmt.Fprintf(&b, "%s: %d source messages have no twin on the target:\n", ui.Status(w, "FAILED"), len(rep.Missing))
 			for i, m := range rep.Missing {
 				if i == 20 {
-					fmt.Fprintf(w, "  ... and %d more (see --json)\n", len(rep.Missing)-20)
+					fmt.Fprintf(&b, "  ... and %d more (see --json)\n", len(rep.Missing)-20)
 					break
 				}
-				fmt.Fprintf(w, "  %s UID %d %s: %s\n", m.Folder, m.SourceUID, m.MessageID, m.Problem)
+				fmt.Fprintf(&b, "  %s UID %d %s: %s\n", m.Folder, m.SourceUID, m.MessageID, m.Problem)
 			}
 		}
 	}
 	if rep.Interrupted {
-		fmt.Fprintln(w, "interrupted: the state is saved; run the same command again to resume")
+		fmt.Fprintln(&b, "interrupted: the state is saved; run the same command again to resume")
 	}
-
+	_, err := io.WriteString(w, b.String())
+	return err
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -87,8 +88,8 @@ one does, 2 on usage errors and 3 when some checks could not run.`,
 				if err := rep.WriteJSON(e.stdout); err != nil {
 					return err
 				}
-			} else {
-				renderProbe(e, rep, o.Verbose)
+			} else if err := renderProbe(e, rep, o.Verbose); err != nil {
+				return err
 			}
 			if err != nil {
 				return &ExitError{Code: ExitInterrupted, Err: err}
@@ -118,7 +119,8 @@ func probeSummaryErr(rep *probe.Report, failOn probe.Severity, code int) error {
 	return fmt.Errorf("%d finding(s) at or above %s", rep.Count(probe.Error)+map[bool]int{true: rep.Count(probe.Warn), false: 0}[failOn == probe.Warn], failOn)
 }
 
-func renderProbe(e *env, rep *probe.Report, verbose bool) {
+// renderProbe writes the report as a table to standard output.
+func renderProbe(e *env, rep *probe.Report, verbose bool) error {
 	w := e.stdout
 	var rows [][]string
 	for _, f := range rep.Findings {
@@ -135,13 +137,16 @@ func renderProbe(e *env, rep *probe.Report, verbose bool) {
 		}
 		rows = append(rows, []string{f.Area, ui.Status(w, strings.ToUpper(f.Severity.String())), f.ID, ep, truncate(text, 90)})
 	}
-	fmt.Fprintf(w, "probe of %s (%s) in %s\n", rep.Target, rep.Kind, rep.Elapsed.Round(time.Millisecond))
-	fmt.Fprint(w, ui.Table(w, []string{"AREA", "STATUS", "CHECK", "ENDPOINT", "FINDING"}, rows))
-	fmt.Fprintf(w, "%d ok, %d warn, %d error, %d skipped", rep.Count(probe.OK), rep.Count(probe.Warn), rep.Count(probe.Error), rep.Count(probe.Skipped))
+	var b strings.Builder
+	fmt.Fprintf(&b, "probe of %s (%s) in %s\n", rep.Target, rep.Kind, rep.Elapsed.Round(time.Millisecond))
+	b.WriteString(ui.Table(w, []string{"AREA", "STATUS", "CHECK", "ENDPOINT", "FINDING"}, rows))
+	fmt.Fprintf(&b, "%d ok, %d warn, %d error, %d skipped", rep.Count(probe.OK), rep.Count(probe.Warn), rep.Count(probe.Error), rep.Count(probe.Skipped))
 	if !verbose && rep.Count(probe.Info) > 0 {
-		fmt.Fprintf(w, " (%d info hidden; -v shows them)", rep.Count(probe.Info))
+		fmt.Fprintf(&b, " (%d info hidden; -v shows them)", rep.Count(probe.Info))
 	}
-	fmt.Fprintln(w)
+	b.WriteByte('\n')
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 func truncate(s string, n int) string {

@@ -65,12 +65,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 	code := exitCode(ctx, err)
-	fmt.Fprintf(stderr, "imapctl: error: %v\n", err)
+	// The exit code tells the error even when stderr cannot.
+	_, _ = fmt.Fprintf(stderr, "imapctl: error: %v\n", err)
 	var ee *ExitError
 	if errors.As(err, &ee) && ee.Hint != "" {
-		fmt.Fprintf(stderr, "imapctl: hint: %s\n", ee.Hint)
+		_, _ = fmt.Fprintf(stderr, "imapctl: hint: %s\n", ee.Hint)
 	} else if code == ExitUsage {
-		fmt.Fprintf(stderr, "imapctl: hint: run '%s --help' for usage\n", commandPath(root, args))
+		_, _ = fmt.Fprintf(stderr, "imapctl: hint: run '%s --help' for usage\n", commandPath(root, args))
 	}
 	return code
 }
@@ -210,8 +211,8 @@ func newVersionCmd(e *env) *cobra.Command {
   imapctl --version`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fmt.Fprintf(e.stdout, "imapctl %s\n", version())
-			return nil
+			_, err := fmt.Fprintf(e.stdout, "imapctl %s\n", version())
+			return err
 		},
 	}
 }

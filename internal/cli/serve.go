@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -188,19 +189,20 @@ func isLoopbackHost(h string) bool {
 
 func printBanner(e *env, o *ServeOptions, srv *serve.Server) {
 	w := e.stderr
-	fmt.Fprintln(w, "imapctl serve is running")
+	var b strings.Builder
+	fmt.Fprintln(&b, "imapctl serve is running")
 	if a := srv.Addr(); o.Listen != "" && a != nil {
-		fmt.Fprintf(w, "  IMAP + STARTTLS  %s\n", a)
+		fmt.Fprintf(&b, "  IMAP + STARTTLS  %s\n", a)
 	}
 	if a := srv.TLSAddr(); o.TLSListen != "" && a != nil {
-		fmt.Fprintf(w, "  IMAPS (TLS)      %s\n", a)
+		fmt.Fprintf(&b, "  IMAPS (TLS)      %s\n", a)
 	}
-	fmt.Fprintf(w, "  data             %s\n", o.DataDir)
+	fmt.Fprintf(&b, "  data             %s\n", o.DataDir)
 	cert := srv.CertFile()
 	if o.CertFile == "" {
-		fmt.Fprintf(w, "  certificate      %s (self-signed%s)\n", cert, map[bool]string{true: ", created now", false: ""}[srv.CertGenerated()])
+		fmt.Fprintf(&b, "  certificate      %s (self-signed%s)\n", cert, map[bool]string{true: ", created now", false: ""}[srv.CertGenerated()])
 	} else {
-		fmt.Fprintf(w, "  certificate      %s\n", cert)
+		fmt.Fprintf(&b, "  certificate      %s\n", cert)
 	}
 	if pass := srv.DemoPassword(); pass != "" {
 		host, port := "127.0.0.1", "1993"
@@ -211,7 +213,7 @@ func printBanner(e *env, o *ServeOptions, srv *serve.Server) {
 			host, port, _ = net.SplitHostPort(a.String())
 			security = "STARTTLS"
 		}
-		fmt.Fprintf(w, `
+		fmt.Fprintf(&b, `
 No user existed, so user "demo" was created. Its password is shown only now:
 
   user      demo
@@ -224,5 +226,7 @@ in the client, or trust %s.
   Add users: imapctl user add --data %s NAME
 `, pass, host, port, security, cert, pass, host, port, o.DataDir)
 	}
-	fmt.Fprintln(w, "Press Ctrl-C to stop.")
+	fmt.Fprintln(&b, "Press Ctrl-C to stop.")
+	// The banner is for a person watching; the server runs without it.
+	_, _ = io.WriteString(w, b.String())
 }

@@ -63,7 +63,7 @@ argon2id hashes. A running server picks up changes without a restart.`,
 				}
 				return err
 			}
-			fmt.Fprintf(e.stderr, "user %q added in %s\n", args[0], o.DataDir)
+			_, _ = fmt.Fprintf(e.stderr, "user %q added in %s\n", args[0], o.DataDir) // a note; the change is made
 			return nil
 		},
 	}
@@ -88,7 +88,7 @@ argon2id hashes. A running server picks up changes without a restart.`,
 			if err := db.SetPassword(args[0], pass, false); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stderr, "password of %q changed\n", args[0])
+			_, _ = fmt.Fprintf(e.stderr, "password of %q changed\n", args[0]) // a note; the change is made
 			return nil
 		},
 	}
@@ -105,7 +105,7 @@ argon2id hashes. A running server picks up changes without a restart.`,
 			if err := db.Delete(args[0]); err != nil {
 				return &ExitError{Code: ExitFailure, Err: err}
 			}
-			fmt.Fprintf(e.stderr, "user %q removed; their mail is still in %s/mail/%s\n", args[0], o.DataDir, args[0])
+			_, _ = fmt.Fprintf(e.stderr, "user %q removed; their mail is still in %s/mail/%s\n", args[0], o.DataDir, args[0]) // a note; the change is made
 			return nil
 		},
 	}
@@ -145,8 +145,8 @@ argon2id hashes. A running server picks up changes without a restart.`,
 			for _, r := range rows {
 				trows = append(trows, []string{r.Name, r.Created, r.Scheme})
 			}
-			fmt.Fprint(e.stdout, ui.Table(e.stdout, []string{"USER", "CREATED", "HASH"}, trows))
-			return nil
+			_, err = fmt.Fprint(e.stdout, ui.Table(e.stdout, []string{"USER", "CREATED", "HASH"}, trows))
+			return err
 		},
 	}
 	add.Flags().BoolVar(&o.PasswordStdin, "password-stdin", false, "read the password from standard input")
@@ -174,16 +174,17 @@ func readPassword(e *env, fromStdin, confirm bool) (string, error) {
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return "", &ExitError{Code: ExitUsage, Err: errors.New("no terminal to ask for a password"), Hint: "pipe it in with --password-stdin"}
 	}
-	fmt.Fprint(e.stderr, "Password: ")
+	// Prompts are best effort: the terminal read below fails on its own.
+	_, _ = fmt.Fprint(e.stderr, "Password: ")
 	p1, err := term.ReadPassword(int(f.Fd()))
-	fmt.Fprintln(e.stderr)
+	_, _ = fmt.Fprintln(e.stderr)
 	if err != nil {
 		return "", err
 	}
 	if confirm {
-		fmt.Fprint(e.stderr, "Again: ")
+		_, _ = fmt.Fprint(e.stderr, "Again: ")
 		p2, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(e.stderr)
+		_, _ = fmt.Fprintln(e.stderr)
 		if err != nil {
 			return "", err
 		}

@@ -475,7 +475,7 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }() // only its port was wanted
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
@@ -525,7 +525,7 @@ func (d *Dovecot) start() error {
 		for {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err == nil {
-				c.Close()
+				_ = c.Close() // it only proved the port is open
 				break
 			}
 			select {

@@ -36,7 +36,7 @@ func TestLoginAppendFetchPlain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if err := c.Login("alice", "wrong").Wait(); err == nil {
 		t.Fatal("LOGIN with a wrong password succeeded")
 	}
@@ -116,12 +116,12 @@ func TestTLSAndStartTLS(t *testing.T) {
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
+	_ = c.Close()
 	c, err = imapclient.DialStartTLS(d.Addr, opts)
 	if err != nil {
 		t.Fatalf("STARTTLS: %v\n%s", err, d.Log())
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if err := c.Login(DefaultUser, DefaultPassword).Wait(); err != nil {
 		t.Fatalf("LOGIN after STARTTLS: %v", err)
 	}
@@ -134,7 +134,7 @@ func TestCourierNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if err := c.Login(DefaultUser, DefaultPassword).Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestPreloadedMaildirAndLimits(t *testing.T) {
 	var clients []*imapclient.Client
 	defer func() {
 		for _, c := range clients {
-			c.Close()
+			_ = c.Close()
 		}
 	}()
 	for i := 0; i < 3; i++ {

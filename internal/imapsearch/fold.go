@@ -195,13 +195,8 @@ func (w *window) begin(topHeader bool) {
 	w.header = topHeader
 }
 
-// add appends folded text to the segment, searching when the buffer is full.
-// It reports whether every needle has been found.
-func (w *window) add(folded []byte) bool {
-	w.buf = append(w.buf, folded...)
-	return w.maybeFlush()
-}
-
+// maybeFlush searches the segment when the buffer is full, keeping the tail
+// a needle could still span. It reports whether every needle has been found.
 func (w *window) maybeFlush() bool {
 	if len(w.buf) < w.flushAt {
 		return false

@@ -466,10 +466,10 @@ func (e *evaluator) evalMeta(n *node) bool {
 	}
 	if n.larger != 0 || n.smaller != 0 {
 		size := e.m.Size()
-		if n.larger != 0 && !(size > n.larger) {
+		if n.larger != 0 && size <= n.larger {
 			return false
 		}
-		if n.smaller != 0 && !(size < n.smaller) {
+		if n.smaller != 0 && size >= n.smaller {
 			return false
 		}
 	}
@@ -654,7 +654,7 @@ func (e *evaluator) scan() error {
 	if err != nil {
 		return fmt.Errorf("imapsearch: opening message UID %d: %w", e.m.UID(), err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read only
 	s := newScanner(e.mt.needles, e.mt.maxLen)
 	if err := s.scanMessage(rc); err != nil {
 		return fmt.Errorf("imapsearch: reading message UID %d: %w", e.m.UID(), err)

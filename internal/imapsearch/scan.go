@@ -321,10 +321,9 @@ func (b *qpLineBreaker) Read(p []byte) (int, error) {
 		b.pending = b.pending[1:]
 		p[n] = c
 		n++
-		switch {
-		case c == '\n':
+		if c == '\n' {
 			b.line = 0
-		default:
+		} else {
 			b.line++
 		}
 		b.cr = c == '\r'

@@ -254,8 +254,12 @@ func TestQPLineBreaker(t *testing.T) {
 	}
 	var enc bytes.Buffer
 	w := quotedprintable.NewWriter(&enc)
-	w.Write(text.Bytes())
-	w.Close()
+	if _, err := w.Write(text.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
 	// Join the encoder's lines into a few very long ones.
 	long := bytes.ReplaceAll(enc.Bytes(), []byte("=\r\n"), nil)
 	if bytes.Count(long, []byte("\n")) > 10 || len(long) < 30000 {

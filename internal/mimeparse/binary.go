@@ -48,7 +48,7 @@ func (p *Part) BinarySection(r io.ReaderAt, item *imap.FetchItemBinarySection) (
 	if n == 0 {
 		return bytes.NewReader(nil), 0, nil
 	}
-	var rd io.Reader = e.decoder(r, enc)
+	rd := e.decoder(r, enc)
 	if hdr > 0 {
 		rd = io.MultiReader(io.NewSectionReader(r, e.Start, hdr), rd)
 	}
@@ -190,7 +190,7 @@ func (d *base64Reader) Read(b []byte) (int, error) {
 				n += 3
 				i += 4
 			}
-			d.src.Discard(i)
+			_, _ = d.src.Discard(i) // buffered bytes: cannot fail
 			if n == len(b) {
 				break
 			}
@@ -291,7 +291,7 @@ func (d *qpReader) Read(b []byte) (int, error) {
 				n++
 				i++
 			}
-			d.src.Discard(i)
+			_, _ = d.src.Discard(i) // buffered bytes: cannot fail
 			if n == len(b) {
 				break
 			}
@@ -329,7 +329,7 @@ func (d *qpReader) Read(b []byte) (int, error) {
 				hi, ok1 := unhex(q[0])
 				lo, ok2 := unhex(q[1])
 				if ok1 && ok2 {
-					d.src.Discard(2)
+					_, _ = d.src.Discard(2) // peeked: cannot fail
 					d.out = append(d.out, hi<<4|lo)
 					continue
 				}

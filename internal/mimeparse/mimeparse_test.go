@@ -36,7 +36,7 @@ func checkTree(t testing.TB, raw []byte, root *Part) {
 		if depth > MaxDepth+1 {
 			t.Fatalf("tree deeper than %d", MaxDepth+1)
 		}
-		if !(0 <= p.Start && p.Start <= p.BodyStart && p.BodyStart <= p.End && p.End <= int64(len(raw))) {
+		if p.Start < 0 || p.BodyStart < p.Start || p.End < p.BodyStart || int64(len(raw)) < p.End {
 			t.Fatalf("bad offsets %d %d %d", p.Start, p.BodyStart, p.End)
 		}
 		if !p.HeaderTruncated && !bytes.Equal(p.RawHeader, raw[p.Start:p.BodyStart]) {

@@ -143,15 +143,16 @@ func encodeBase64(data []byte) []byte {
 // with CRLF line endings.
 func encodeQP(text []byte) []byte {
 	var b bytes.Buffer
+	// The writer fails only when b does, and a bytes.Buffer does not.
 	w := quotedprintable.NewWriter(&b)
 	for i, line := range bytes.Split(text, []byte("\n")) {
 		if i > 0 {
-			w.Write([]byte(crlf))
+			_, _ = w.Write([]byte(crlf))
 		}
-		w.Write(line)
+		_, _ = w.Write(line)
 	}
-	w.Write([]byte(crlf))
-	w.Close()
+	_, _ = w.Write([]byte(crlf))
+	_ = w.Close()
 	return b.Bytes()
 }
 

@@ -71,7 +71,7 @@ func NewProgress(w io.Writer, opts ProgressOptions) *Progress {
 			case <-p.stop:
 				return
 			case <-t.C:
-				fmt.Fprintln(w, p.line())
+				_, _ = fmt.Fprintln(w, p.line()) // progress is best effort
 			}
 		}
 	}()
@@ -171,12 +171,12 @@ func (p *Progress) line() string {
 func (p *Progress) Done() {
 	if p.bar != nil {
 		_ = p.bar.Finish()
-		fmt.Fprintln(p.w)
+		_, _ = fmt.Fprintln(p.w) // progress is best effort
 		return
 	}
 	close(p.stop)
 	p.done.Wait()
-	fmt.Fprintln(p.w, p.line())
+	_, _ = fmt.Fprintln(p.w, p.line())
 }
 
 // Bytes formats a byte count with binary units.

@@ -131,10 +131,10 @@ func (db *DB) saveLocked() error {
 	}
 	if f, err := os.Open(tmp); err == nil {
 		_ = f.Sync()
-		f.Close()
+		_ = f.Close() // opened only to sync
 	}
 	if err := os.Rename(tmp, db.path); err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp) // best effort; the rename error is what matters
 		return fmt.Errorf("write users file: %w", err)
 	}
 	if st, err := os.Stat(db.path); err == nil {

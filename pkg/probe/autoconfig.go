@@ -197,7 +197,7 @@ func (p *prober) fetchAutoconfig(ctx context.Context, u string) (Finding, *clien
 		}
 		return finding("autoconfig.xml.none", Info, "no autoconfig document (nothing answers HTTPS there)").with(u, "").detail("%v", err), nil
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	switch {
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		return finding("autoconfig.xml.none", Info, "no autoconfig document").with(u, "").detail("HTTP %d", resp.StatusCode), nil

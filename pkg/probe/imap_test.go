@@ -19,7 +19,7 @@ import (
 func scriptedIMAP(t *testing.T, cfg *tls.Config, starttls *tls.Config, greeting string, respond func(cmd string, secure bool) []string) int {
 	t.Helper()
 	return rawServer(t, func(c net.Conn) {
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		if cfg != nil {
 			tc := tls.Server(c, cfg)

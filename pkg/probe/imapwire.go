@@ -208,8 +208,8 @@ func parseID(s string) ([][2]string, error) {
 	var toks []string
 	rest := strings.TrimSpace(s[1 : len(s)-1])
 	for rest != "" {
-		switch {
-		case rest[0] == '"':
+		switch rest[0] {
+		case '"':
 			tok, n, err := unquote(rest)
 			if err != nil {
 				return nil, err

@@ -225,7 +225,7 @@ func TestIPLiteralTarget(t *testing.T) {
 func TestSlowGreeting(t *testing.T) {
 	e := newEnv(t, "mail.test. A 127.0.0.1")
 	port := rawServer(t, func(c net.Conn) {
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		time.Sleep(400 * time.Millisecond) // longer than the sniff wait below
 		_, _ = io.WriteString(c, "* OK slow server ready\r\n")
 		br := bufio.NewReader(c)

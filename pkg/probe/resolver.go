@@ -98,14 +98,12 @@ func (r *resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 		}
 		// Spread the remaining time over the remaining attempts, so that a
 		// lost UDP datagram is retried while the overall deadline holds.
-		actx := ctx
-		var cancel context.CancelFunc = func() {}
+		timeout := 2 * time.Second
 		if dl, ok := ctx.Deadline(); ok {
 			per := time.Until(dl) / time.Duration(attempts-i)
-			actx, cancel = context.WithTimeout(ctx, max(per, 50*time.Millisecond))
-		} else {
-			actx, cancel = context.WithTimeout(ctx, 2*time.Second)
+			timeout = max(per, 50*time.Millisecond)
 		}
+		actx, cancel := context.WithTimeout(ctx, timeout)
 		c := &dns.Client{Net: "udp", Dialer: r.dialer, UDPSize: 1232}
 		resp, _, err := c.ExchangeContext(actx, m, r.server)
 		if err == nil && resp != nil && resp.Truncated {
@@ -123,7 +121,8 @@ func (r *resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 		}
 		lastErr = err
 		var ne net.Error
-		if !(errors.As(err, &ne) && ne.Timeout()) && !errors.Is(err, context.DeadlineExceeded) {
+		timedOut := errors.As(err, &ne) && ne.Timeout()
+		if !timedOut && !errors.Is(err, context.DeadlineExceeded) {
 			// Not a lost datagram (e.g. ICMP port unreachable): retrying
 			// immediately will not help.
 			break

@@ -460,10 +460,7 @@ func checkChain(chain []*x509.Certificate, roots *x509.CertPool, now time.Time) 
 	top := chain[0]
 	used := map[int]bool{0: true}
 	ordered := true
-	for {
-		if isSelfSigned(top) {
-			break
-		}
+	for !isSelfSigned(top) {
 		next := -1
 		for i, c := range chain {
 			if !used[i] && bytes.Equal(top.RawIssuer, c.RawSubject) && top.CheckSignatureFrom(c) == nil {

@@ -244,7 +244,7 @@ func TestCatalogue(t *testing.T) {
 	if err != nil {
 		t.Skipf("docs/probe.md not readable: %v", err)
 	}
-	defer doc.Close()
+	defer func() { _ = doc.Close() }()
 	documented := map[string]bool{}
 	rows := map[string]string{}
 	sc := bufio.NewScanner(doc)

@@ -33,16 +33,17 @@ func TestAppendLimits(t *testing.T) {
 	}
 	appendMsg(t, c, "INBOX", raw, nil, fixedDate)
 	cmd := c.Append("INBOX", 5001, nil)
-	cmd.Write(append(raw, 'y'))
-	cmd.Close()
+	// The server refuses the literal: the outcome is in Wait.
+	_, _ = cmd.Write(append(raw, 'y'))
+	_ = cmd.Close()
 	_, err = cmd.Wait()
 	wantNo(t, "APPEND over APPENDLIMIT", err, imap.ResponseCodeTooBig)
 	// imapclient gives up its connection after a refused literal.
 	c = dial(t, srv)
 	// A missing mailbox asks the client to create it.
 	cmd = c.Append("Missing", int64(len(raw)), nil)
-	cmd.Write(raw)
-	cmd.Close()
+	_, _ = cmd.Write(raw) // the outcome is in Wait
+	_ = cmd.Close()
 	_, err = cmd.Wait()
 	wantNo(t, "APPEND to a missing mailbox", err, imap.ResponseCodeTryCreate)
 	// \Recent cannot be set by APPEND; other flags are kept.
@@ -140,8 +141,8 @@ func TestConcurrentSessions(t *testing.T) {
 			for r := range rounds {
 				raw := simpleMessage(fmt.Sprintf("worker %d round %d", w, r), "x")
 				cmd := c.Append("Busy", int64(len(raw)), nil)
-				cmd.Write(raw)
-				cmd.Close()
+				_, _ = cmd.Write(raw) // a failure shows in Wait
+				_ = cmd.Close()
 				if _, err := cmd.Wait(); err != nil {
 					errs <- fmt.Errorf("worker %d: APPEND: %w", w, err)
 					return

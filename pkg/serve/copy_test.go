@@ -144,7 +144,7 @@ func TestMove(t *testing.T) {
 	}
 	// MOVE sends EXPUNGE for each message: 4 then 2 (or 2 then 3).
 	_, expunges, _ := ev.snapshot()
-	if len(expunges) != 2 || !(slices.Equal(expunges, []uint32{4, 2}) || slices.Equal(expunges, []uint32{2, 3})) {
+	if !slices.Equal(expunges, []uint32{4, 2}) && !slices.Equal(expunges, []uint32{2, 3}) {
 		t.Errorf("MOVE sent EXPUNGE %v, want two valid sequence numbers", expunges)
 	}
 	if n := c.Mailbox().NumMessages; n != 3 {

@@ -37,7 +37,7 @@ func newCorkConn(c net.Conn) *corkConn {
 		cc.mu.Lock()
 		defer cc.mu.Unlock()
 		cc.pending = false
-		cc.flushLocked()
+		_ = cc.flushLocked() // a failure stays in cc.err for the next Write or Read
 	})
 	cc.timer.Stop()
 	return cc

@@ -92,7 +92,7 @@ func (sess *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m *maildir.
 	)
 	defer func() {
 		if f != nil {
-			f.Close()
+			_ = f.Close() // read only
 		}
 	}()
 	open := func() error {
@@ -161,29 +161,29 @@ func (sess *session) fetchOne(w *imapserver.FetchWriter, seq uint32, m *maildir.
 			r, size, err = part.BodySection(f, bs)
 		}
 		if err != nil {
-			rw.Close()
+			_ = rw.Close() // err is the failure to report
 			return fetchError(m, err)
 		}
 		if err := copyLiteral(rw.WriteBodySection(bs, size), r, size); err != nil {
-			rw.Close()
+			_ = rw.Close() // err is the failure to report
 			return err
 		}
 	}
 	for _, bs := range options.BinarySection {
 		r, size, err := part.BinarySection(f, bs)
 		if err != nil {
-			rw.Close()
+			_ = rw.Close() // err is the failure to report
 			return binaryError(m, err)
 		}
 		if err := copyLiteral(rw.WriteBinarySection(bs, size), r, size); err != nil {
-			rw.Close()
+			_ = rw.Close() // err is the failure to report
 			return err
 		}
 	}
 	for _, bss := range options.BinarySectionSize {
 		n, err := part.BinarySectionSize(f, bss.Part)
 		if err != nil {
-			rw.Close()
+			_ = rw.Close() // err is the failure to report
 			return binaryError(m, err)
 		}
 		rw.WriteBinarySectionSize(bss, n)

@@ -124,7 +124,7 @@ func TestManyKeywords(t *testing.T) {
 		}
 		want[uid] = names
 	}
-	sel := mustSelect(t, c, "Tagged", false)
+	mustSelect(t, c, "Tagged", false)
 	for i, uid := range uids {
 		var flags []imap.Flag
 		for k := i + 8; k < nKw; k += 8 {
@@ -147,7 +147,7 @@ func TestManyKeywords(t *testing.T) {
 	want[uids[0]] = slices.DeleteFunc(want[uids[0]], func(s string) bool { return s == "tag32" })
 	check("after -FLAGS")
 	// A new SELECT lists every keyword in FLAGS.
-	sel = mustSelect(t, c, "Tagged", false)
+	sel := mustSelect(t, c, "Tagged", false)
 	for k := range nKw {
 		if !slices.Contains(sel.Flags, kw(k)) {
 			t.Errorf("SELECT FLAGS %v lacks %s", sel.Flags, kw(k))

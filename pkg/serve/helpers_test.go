@@ -55,7 +55,13 @@ func responseCode(err error) imap.ResponseCode {
 }
 
 // wantNo fails unless err is a NO response (with code, if code is not "").
-func wantNo(t *testing.T, what string, err error, code imap.ResponseCode) *imap.Error {
+func wantNo(t *testing.T, what string, err error, code imap.ResponseCode) {
+	t.Helper()
+	_ = wantNoResp(t, what, err, code)
+}
+
+// wantNoResp is wantNo returning the response, to look at its text.
+func wantNoResp(t *testing.T, what string, err error, code imap.ResponseCode) *imap.Error {
 	t.Helper()
 	var ie *imap.Error
 	if !errors.As(err, &ie) {
@@ -352,7 +358,7 @@ func dialRaw(t testing.TB, addr string, tlsConf *tls.Config) *rawClient {
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() { _ = conn.Close() })
 	rc := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn)}
 	greeting, err := rc.readLine()
 	if err != nil {

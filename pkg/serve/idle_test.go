@@ -193,7 +193,7 @@ func TestIdleEndsBadly(t *testing.T) {
 		}
 		// A change to report while the connection goes away.
 		appendMsg(t, b, "INBOX", simpleMessage(fmt.Sprintf("while leaving %d", i), "x"), nil, fixedDate)
-		rc.conn.Close()
+		_ = rc.conn.Close() // the client goes away abruptly
 	}
 
 	rc := dialRaw(t, srv.Addr, nil)

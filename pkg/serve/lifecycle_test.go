@@ -196,7 +196,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	for _, addr := range []string{srv.Addr, srv.TLSAddr} {
 		if conn, err := net.DialTimeout("tcp", addr, 2*time.Second); err == nil {
-			conn.Close()
+			_ = conn.Close()
 			t.Errorf("%s still accepts connections after shutdown", addr)
 		}
 	}

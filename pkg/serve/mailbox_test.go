@@ -119,7 +119,7 @@ func TestBadMailboxNames(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ie := wantNo(t, "CREATE "+tc.name, c.Create(tc.mbox, nil).Wait(), "")
+			ie := wantNoResp(t, "CREATE "+tc.name, c.Create(tc.mbox, nil).Wait(), "")
 			if !strings.Contains(ie.Text, tc.wantReason) {
 				t.Errorf("CREATE %q: %q does not explain (want %q in the text)", tc.mbox, ie.Text, tc.wantReason)
 			}
@@ -133,8 +133,8 @@ func TestBadMailboxNames(t *testing.T) {
 			wantNo(t, "RENAME to "+tc.name, c.Rename("Trash", tc.mbox, nil).Wait(), "")
 			wantNo(t, "APPEND to "+tc.name, func() error {
 				cmd := c.Append(tc.mbox, 3, nil)
-				cmd.Write([]byte("x\r\n"))
-				cmd.Close()
+				_, _ = cmd.Write([]byte("x\r\n")) // the outcome is in Wait
+				_ = cmd.Close()
 				_, err := cmd.Wait()
 				return err
 			}(), "")

@@ -116,7 +116,7 @@ func TestBigMessage(t *testing.T) {
 		UID: true, RFC822Size: true, InternalDate: true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
 	})
-	defer cmd.Close()
+	defer func() { _ = cmd.Close() }() // for an early t.Fatalf; checked below
 	msg := cmd.Next()
 	if msg == nil {
 		t.Fatalf("FETCH returned no message")

@@ -151,7 +151,7 @@ func (s *searchMsg) Header() (textproto.Header, error) {
 	if err != nil {
 		return textproto.Header{}, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	h, err := textproto.ReadHeader(bufio.NewReaderSize(f, 16<<10))
 	if err != nil {
 		// A malformed header still yields what could be read.
@@ -167,7 +167,7 @@ func (s *searchMsg) Open() (io.ReadCloser, error) {
 
 func (s *searchMsg) close() {
 	if s.f != nil {
-		s.f.Close()
+		_ = s.f.Close() // read only
 	}
 }
 

@@ -134,7 +134,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("lock data directory: %w", err)
 	}
 	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lf.Close()
+		_ = lf.Close() // the lock file is never written
 		return nil, fmt.Errorf("%s: %w", cfg.DataDir, ErrLocked)
 	}
 	s.lockFile = lf
@@ -209,7 +209,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 // provisionMail creates a user's Maildir with the default mailboxes.
-func (s *Server) provisionMail(user string) error {
+func (s *Server) provisionMail(user string) (err error) {
 	if err := auth.ValidateName(user); err != nil {
 		return err
 	}
@@ -222,7 +222,11 @@ func (s *Server) provisionMail(user string) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close mail of %s: %w", user, cerr)
+		}
+	}()
 	if !fresh {
 		return nil
 	}
@@ -306,8 +310,8 @@ func (s *Server) addListener(ln net.Listener, implicitTLS bool) {
 	go func() { defer s.acceptWG.Done(); _ = s.lax.Serve(lax) }()
 	go func() {
 		defer s.acceptWG.Done()
-		defer strict.Close()
-		defer lax.Close()
+		defer func() { _ = strict.Close() }() // chanListener.Close cannot fail
+		defer func() { _ = lax.Close() }()
 		var delay time.Duration
 		for {
 			c, err := ln.Accept()
@@ -349,7 +353,7 @@ func (s *Server) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ln := range s.listeners {
-		ln.Close()
+		_ = ln.Close() // shutting down: nothing to do about a failure
 	}
 }
 
@@ -436,7 +440,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) unlock() {
 	if s.lockFile != nil {
 		_ = syscall.Flock(int(s.lockFile.Fd()), syscall.LOCK_UN)
-		s.lockFile.Close()
+		_ = s.lockFile.Close() // the lock file is never written
 		s.lockFile = nil
 	}
 }
@@ -521,7 +525,7 @@ func (l *chanListener) push(c net.Conn) {
 	select {
 	case l.ch <- c:
 	case <-l.closed:
-		c.Close()
+		_ = c.Close() // no server will take it
 	}
 }
 

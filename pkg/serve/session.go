@@ -86,7 +86,7 @@ func (sess *session) Login(username, password string) error {
 		// Slow down password guessing; drop the connection after 3 tries.
 		time.Sleep(time.Duration(sess.failures) * 200 * time.Millisecond)
 		if sess.failures >= 3 {
-			go sess.conn.Bye("Too many failed logins")
+			go func() { _ = sess.conn.Bye("Too many failed logins") }() // it closes the connection anyway
 		}
 		return imapserver.ErrAuthFailed
 	}
@@ -283,7 +283,7 @@ func (sess *session) status(name string, options *imap.StatusOptions) (*imap.Sta
 	if err != nil {
 		return nil, err
 	}
-	defer mb.Close()
+	defer func() { _ = mb.Close() }() // a Maildir mailbox's Close cannot fail
 	if err := mb.Refresh(); err != nil {
 		return nil, err
 	}
@@ -344,7 +344,7 @@ func (sess *session) Append(name string, r imap.LiteralReader, options *imap.App
 		}
 		return nil, imapError(err)
 	}
-	defer mb.Close()
+	defer func() { _ = mb.Close() }() // a Maildir mailbox's Close cannot fail
 	var flags []store.Flag
 	for _, f := range options.Flags {
 		flags = append(flags, store.Flag(f))
@@ -392,7 +392,7 @@ func (sess *session) Select(name string, options *imap.SelectOptions) (*imap.Sel
 		return nil, imapError(err)
 	}
 	if err := mb.Refresh(); err != nil {
-		mb.Close()
+		_ = mb.Close() // cannot fail
 		return nil, imapError(err)
 	}
 	st := mb.State()
@@ -441,7 +441,7 @@ func (sess *session) Unselect() error {
 
 func (sess *session) unselect() {
 	if sess.sel != nil {
-		sess.sel.mb.Close()
+		_ = sess.sel.mb.Close() // a Maildir mailbox's Close cannot fail
 		sess.sel = nil
 	}
 }
@@ -897,7 +897,7 @@ func copyData(st *maildir.Store, dest string, src, dst []uint32) *imap.CopyData 
 	var validity uint32
 	if mb, err := st.OpenMailbox(context.Background(), dest); err == nil {
 		validity = mb.State().UIDValidity
-		mb.Close()
+		_ = mb.Close() // cannot fail
 	}
 	data := &imap.CopyData{UIDValidity: validity}
 	for i := range dst {

@@ -347,7 +347,7 @@ func (f *folderRun) transfer(ctx context.Context, w *worker, m *msg) (store.UID,
 	if err != nil {
 		return 0, 0, fmt.Errorf("read source UID %d: %w", m.UID, err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read to its end, or abandoned with the append
 	if size < 0 {
 		size = m.Size
 	}
@@ -460,7 +460,7 @@ func (f *folderRun) recheck(ctx context.Context, w *worker, ms []*msg) ([]*msg, 
 	if len(want) == 0 {
 		return nil, nil
 	}
-	w.dst.Close()
+	_ = w.dst.Close() // likely broken already: a fresh handle is what counts
 	dst, err := f.r.dst.Open(ctx, f.rep.Target)
 	w.dst = dst
 	if err != nil {

@@ -29,8 +29,17 @@ func newMaildir(t testing.TB, root string) *maildir.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { checkClose(t, s) })
 	return s
+}
+
+// checkClose closes a store or mailbox and fails the test if that fails:
+// the test goes on to look at what it wrote. (Closing twice is fine.)
+func checkClose(t testing.TB, c io.Closer) {
+	t.Helper()
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
 }
 
 func flagsOf(m testmail.Message) []store.Flag {
@@ -51,7 +60,7 @@ func seed(t testing.TB, s store.Store, msgs []testmail.Message) {
 	boxes := map[string]store.Mailbox{}
 	defer func() {
 		for _, mb := range boxes {
-			mb.Close()
+			checkClose(t, mb)
 		}
 	}()
 	for _, m := range msgs {
@@ -76,7 +85,7 @@ func seed(t testing.TB, s store.Store, msgs []testmail.Message) {
 func appendRaw(t testing.TB, s store.Store, folder string, raw []byte, flags ...store.Flag) store.UID {
 	t.Helper()
 	mb := openBox(t, s, folder)
-	defer mb.Close()
+	defer checkClose(t, mb)
 	uid, err := mb.Append(context.Background(), bytes.NewReader(raw), store.AppendOptions{Flags: flags, Date: testDate})
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +106,7 @@ func openBox(t testing.TB, s store.Store, folder string) store.Mailbox {
 func infos(t testing.TB, s store.Store, folder string) []store.MessageInfo {
 	t.Helper()
 	mb := openBox(t, s, folder)
-	defer mb.Close()
+	defer checkClose(t, mb)
 	var out []store.MessageInfo
 	if err := mb.Messages(context.Background(), 1, func(m store.MessageInfo) error { out = append(out, m); return nil }); err != nil {
 		t.Fatal(err)
@@ -129,7 +138,7 @@ func snapshot(t testing.TB, s store.Store) map[string][]string {
 			}
 			h := sha256.New()
 			n, err := io.Copy(h, rc)
-			rc.Close()
+			_ = rc.Close() // read only
 			if err != nil {
 				return err
 			}
@@ -140,7 +149,7 @@ func snapshot(t testing.TB, s store.Store) map[string][]string {
 			recs = append(recs, fmt.Sprintf("%x flags=[%s] date=%d zone=%+d size=%d", h.Sum(nil)[:8], flagKey(m.Flags), m.Date.Unix(), off, m.Size))
 			return nil
 		})
-		mb.Close()
+		checkClose(t, mb)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -402,7 +411,7 @@ func (m *richMailbox) OpenHeader(ctx context.Context, uid store.UID) (io.ReadClo
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read only
 	data, err := io.ReadAll(rc)
 	if err != nil {
 		return nil, err
@@ -443,7 +452,7 @@ func (m *batchMailbox) AppendBatch(ctx context.Context, items []store.BatchItem)
 			break
 		}
 		raw, err := io.ReadAll(rc)
-		rc.Close()
+		_ = rc.Close() // read only
 		if err != nil {
 			return nil, err
 		}

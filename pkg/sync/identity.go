@@ -164,7 +164,7 @@ func identify(ctx context.Context, mb store.Mailbox, msgs []*msg) error {
 			return fmt.Errorf("read header of UID %d in %q: %w", m.UID, mb.Name(), err)
 		}
 		sum, err := headerSum(rc)
-		rc.Close()
+		_ = rc.Close() // read only
 		if err != nil {
 			return fmt.Errorf("read header of UID %d in %q: %w", m.UID, mb.Name(), err)
 		}
@@ -203,7 +203,7 @@ func contentSum(ctx context.Context, mb store.Mailbox, uid store.UID) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read only
 	h := &lfHasher{h: sha256.New()}
 	if _, err := io.Copy(h, rc); err != nil {
 		return nil, err

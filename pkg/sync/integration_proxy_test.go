@@ -62,10 +62,10 @@ func every(n int64) func(int64) int64 { return func(int64) int64 { return n } }
 func (p *integrationProxy) addr() string { return p.ln.Addr().String() }
 
 func (p *integrationProxy) close() {
-	p.ln.Close()
+	_ = p.ln.Close()
 	p.mu.Lock()
 	for c := range p.conns {
-		c.Close()
+		_ = c.Close()
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
@@ -97,7 +97,7 @@ func (p *integrationProxy) serve() {
 		n := p.accepted.Add(1)
 		server, err := net.Dial("tcp", p.target)
 		if err != nil {
-			client.Close()
+			_ = client.Close()
 			continue
 		}
 		p.track(client, server)
@@ -123,8 +123,8 @@ func (p *integrationProxy) pipe(client, server net.Conn, budget int64) {
 	)
 	closeBoth := func() {
 		once.Do(func() {
-			client.Close()
-			server.Close()
+			_ = client.Close()
+			_ = server.Close()
 			p.untrack(client, server)
 		})
 	}

@@ -340,12 +340,12 @@ func writeFileAtomic(path string, data []byte) error {
 		err = os.Rename(name, path)
 	}
 	if err != nil {
-		os.Remove(name)
+		_ = os.Remove(name) // best effort; err is what matters
 		return err
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync() // not supported everywhere; the rename is what matters
-		d.Close()
+		_ = d.Close()
 	}
 	return nil
 }

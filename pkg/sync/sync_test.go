@@ -169,14 +169,14 @@ func TestFlagChangesPropagate(t *testing.T) {
 	if err := mb.SetFlags(ctx, uids[2:], store.FlagsSet, nil); err != nil {
 		t.Fatal(err)
 	}
-	mb.Close()
+	checkClose(t, mb)
 	// Changed on the target behind our back: the source wins.
 	tmsgs := infos(t, dst, "Sent")
 	tb := openBox(t, dst, "Sent")
 	if err := tb.SetFlags(ctx, []store.UID{tmsgs[0].UID}, store.FlagsAdd, []store.Flag{store.FlagFlagged, "other"}); err != nil {
 		t.Fatal(err)
 	}
-	tb.Close()
+	checkClose(t, tb)
 
 	rep := run(t, src, dst, opts)
 	if rep.Totals.Updated != 4 || rep.Totals.Copied != 0 {
@@ -188,7 +188,7 @@ func TestFlagChangesPropagate(t *testing.T) {
 	if err := mb.SetFlags(ctx, uids[:1], store.FlagsRemove, []store.Flag{"$label9"}); err != nil {
 		t.Fatal(err)
 	}
-	mb.Close()
+	checkClose(t, mb)
 	rep = run(t, src, dst, Options{})
 	if rep.Totals.Updated != 1 {
 		t.Errorf("without state: totals %+v, want 1 updated", rep.Totals)
@@ -215,7 +215,7 @@ func TestNewMessagesAndDelete(t *testing.T) {
 	if err := mb.Expunge(ctx, []store.UID{msgs[0].UID, msgs[3].UID}); err != nil {
 		t.Fatal(err)
 	}
-	mb.Close()
+	checkClose(t, mb)
 	own := testmail.Single(testmail.Options{Seed: 10}, 1)
 	appendRaw(t, dst, "INBOX", own.Raw)
 
@@ -280,7 +280,7 @@ func TestDryRun(t *testing.T) {
 	if err := mb.Expunge(t.Context(), []store.UID{msgs[2].UID}); err != nil {
 		t.Fatal(err)
 	}
-	mb.Close()
+	checkClose(t, mb)
 	extra := testmail.Single(testmail.Options{Seed: 11}, 0)
 	appendRaw(t, src, "INBOX", extra.Raw)
 	before := snapshot(t, dst)
@@ -393,7 +393,7 @@ func TestUIDValidityChange(t *testing.T) {
 	root := dst.Root()
 	status := func(s store.Store, name string) store.Status {
 		mb := openBox(t, s, name)
-		defer mb.Close()
+		defer checkClose(t, mb)
 		st, err := mb.Status(t.Context())
 		if err != nil {
 			t.Fatal(err)
@@ -401,7 +401,9 @@ func TestUIDValidityChange(t *testing.T) {
 		return st
 	}
 	before := status(dst, "Sent")
-	dst.Close()
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Remove(filepath.Join(root, ".Sent", "imapctl.index")); err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +425,7 @@ func TestUIDValidityChange(t *testing.T) {
 	if err := mb.SetFlags(t.Context(), []store.UID{u}, store.FlagsAdd, []store.Flag{"$after"}); err != nil {
 		t.Fatal(err)
 	}
-	mb.Close()
+	checkClose(t, mb)
 	if rep := run(t, src, dst, opts); rep.Totals.Updated != 1 {
 		t.Errorf("flag change after UIDVALIDITY change: %+v", rep.Totals)
 	}
@@ -609,7 +611,7 @@ func TestVerifyDetectsMissing(t *testing.T) {
 	if err := mb.SetFlags(ctx, []store.UID{msgs[2].UID}, store.FlagsAdd, []store.Flag{"$behind"}); err != nil {
 		t.Fatal(err)
 	}
-	mb.Close()
+	checkClose(t, mb)
 	// Verify alone (a dry run): the two problems are found.
 	opts.Verify, opts.DryRun = true, true
 	rep, err := Run(ctx, src, dst, opts)
@@ -685,14 +687,14 @@ func TestUncertainAppend(t *testing.T) {
 	var lost, landed int
 	dst.appendHook = func(ctx context.Context, mb store.Mailbox, raw []byte, opts store.AppendOptions) (store.UID, bool, error) {
 		calls++
-		switch {
-		case calls%7 == 3: // stored, but the reply was lost
+		switch calls % 7 {
+		case 3: // stored, but the reply was lost
 			if _, err := mb.Append(ctx, strings.NewReader(string(raw)), opts); err != nil {
 				return 0, true, err
 			}
 			landed++
 			return 0, true, lostReply{}
-		case calls%7 == 5: // lost before it was stored
+		case 5: // lost before it was stored
 			lost++
 			return 0, true, fmt.Errorf("append: %w", lostReply{})
 		}

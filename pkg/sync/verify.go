@@ -52,7 +52,7 @@ func (r *runner) verifyFolder(ctx context.Context, fm FolderMap) ([]MissingMessa
 	if err != nil {
 		return nil, fmt.Errorf("open source folder: %w", err)
 	}
-	defer src.Close()
+	defer func() { _ = src.Close() }() // only read
 	dst, err := r.dst.Open(ctx, fm.Target)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -60,7 +60,7 @@ func (r *runner) verifyFolder(ctx context.Context, fm FolderMap) ([]MissingMessa
 	case err != nil:
 		return nil, fmt.Errorf("open target folder: %w", err)
 	default:
-		defer dst.Close()
+		defer func() { _ = dst.Close() }() // only read
 	}
 	srcMsgs, err := list(ctx, src, false)
 	if err != nil {

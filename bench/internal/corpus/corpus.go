@@ -17,12 +17,18 @@ import (
 // Fill appends messages 0..count-1 of the testmail stream (seed, largest
 // attachment maxAtt) to mailbox of the Maildir at dir, with their flags,
 // keywords and internal dates, and returns their total size. Messages are generated in parallel and appended in order.
-func Fill(ctx context.Context, dir, mailbox string, count int, seed int64, maxAtt int) (int64, error) {
+func Fill(ctx context.Context, dir, mailbox string, count int, seed int64, maxAtt int) (_ int64, err error) {
 	st, err := maildir.Open(dir, maildir.Options{NoSync: true})
 	if err != nil {
 		return 0, err
 	}
-	defer st.Close()
+	defer func() {
+		// Without syncs, closing the index files is the last chance to hear
+		// about a failed write.
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	if mailbox != "INBOX" {
 		_ = st.Create(ctx, mailbox, nil)
 	}
@@ -30,7 +36,7 @@ func Fill(ctx context.Context, dir, mailbox string, count int, seed int64, maxAt
 	if err != nil {
 		return 0, err
 	}
-	defer mb.Close()
+	defer func() { _ = mb.Close() }() // a Maildir mailbox's Close cannot fail
 	workers := runtime.GOMAXPROCS(0)
 	chans := make([]chan testmail.Message, workers)
 	for w := range chans {

@@ -52,7 +52,7 @@ func Dial(addr string, useTLS bool, opts *imapclient.Options) (*imapclient.Clien
 		tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, ServerName: "127.0.0.1"})
 		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 		if err := tc.Handshake(); err != nil {
-			conn.Close()
+			_ = conn.Close()
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
 		_ = tc.SetDeadline(time.Time{})
@@ -60,7 +60,7 @@ func Dial(addr string, useTLS bool, opts *imapclient.Options) (*imapclient.Clien
 	}
 	c := imapclient.New(conn, opts)
 	if err := c.WaitGreeting(); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, fmt.Errorf("greeting: %w", err)
 	}
 	return c, nil

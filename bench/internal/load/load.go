@@ -248,7 +248,7 @@ func baseUIDs(cfg *Config, u imapbench.User) ([]imap.UID, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if err := c.Login(u.Name, u.Password).Wait(); err != nil {
 		return nil, err
 	}
@@ -325,11 +325,11 @@ func (sh *shared) session(ctx context.Context, rng *rand.Rand, u imapbench.User,
 	}); err != nil {
 		return own, err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	// Close the connection when the run's hard limit passes, so that a
 	// stuck command cannot hold the client.
 	stop := context.AfterFunc(ctx, func() {
-		time.AfterFunc(30*time.Second, func() { c.Close() })
+		time.AfterFunc(30*time.Second, func() { _ = c.Close() })
 	})
 	defer stop()
 
@@ -449,7 +449,7 @@ func AppendMessage(c *imapclient.Client, mailbox string, m testmail.Message, ext
 	flags = append(flags, extra...)
 	cmd := c.Append(mailbox, int64(len(m.Raw)), &imap.AppendOptions{Flags: flags, Time: m.Date})
 	if _, err := cmd.Write(m.Raw); err != nil {
-		cmd.Close()
+		_ = cmd.Close()
 		return 0, err
 	}
 	if err := cmd.Close(); err != nil {
@@ -483,7 +483,7 @@ func Preload(ctx context.Context, cfg Config, count, conns int) (time.Duration, 
 					errc <- err
 					return
 				}
-				defer c.Close()
+				defer func() { _ = c.Close() }()
 				if err := c.Login(u.Name, u.Password).Wait(); err != nil {
 					errc <- fmt.Errorf("login %s: %w", u.Name, err)
 					return
@@ -512,24 +512,29 @@ func Preload(ctx context.Context, cfg Config, count, conns int) (time.Duration, 
 }
 
 // WriteTable prints the result as a table.
-func (r *Result) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "%s: %d clients, %.1f s, %d sessions, %s\n", r.Label, r.Clients, r.Elapsed, r.Sessions, map[bool]string{true: "TLS", false: "plain"}[r.TLS])
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "command\tcount\terrors\tops/s\tp50 ms\tp99 ms\tmean ms\tmax ms\t")
+func (r *Result) WriteTable(w io.Writer) error {
+	var b, rows bytes.Buffer
+	fmt.Fprintf(&b, "%s: %d clients, %.1f s, %d sessions, %s\n", r.Label, r.Clients, r.Elapsed, r.Sessions, map[bool]string{true: "TLS", false: "plain"}[r.TLS])
+	fmt.Fprintln(&rows, "command\tcount\terrors\tops/s\tp50 ms\tp99 ms\tmean ms\tmax ms\t")
 	for _, c := range r.Commands {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.1f\t\n", c.Name, c.Count, c.Errors, c.OpsPerS, c.P50ms, c.P99ms, c.MeanMs, c.MaxMs)
+		fmt.Fprintf(&rows, "%s\t%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.1f\t\n", c.Name, c.Count, c.Errors, c.OpsPerS, c.P50ms, c.P99ms, c.MeanMs, c.MaxMs)
 	}
-	fmt.Fprintf(tw, "TOTAL (IMAP commands)\t%d\t%d\t%.1f\t\t\t\t\t\n", r.Ops, r.Errors, r.OpsPerS)
-	tw.Flush()
+	fmt.Fprintf(&rows, "TOTAL (IMAP commands)\t%d\t%d\t%.1f\t\t\t\t\t\n", r.Ops, r.Errors, r.OpsPerS)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	// The tabwriter writes to a bytes.Buffer: it cannot fail.
+	_, _ = rows.WriteTo(tw)
+	_ = tw.Flush()
 	if r.ServerCPU > 0 {
-		fmt.Fprintf(w, "server CPU: %.1f s (%.3f ms per command); server memory at the end: RSS %d KiB, PSS %d KiB\n", r.ServerCPU, r.CPUmsPerOp, r.ServerRSSKiB, r.ServerPSSKiB)
+		fmt.Fprintf(&b, "server CPU: %.1f s (%.3f ms per command); server memory at the end: RSS %d KiB, PSS %d KiB\n", r.ServerCPU, r.CPUmsPerOp, r.ServerRSSKiB, r.ServerPSSKiB)
 	}
 	if len(r.FirstErrors) > 0 {
-		fmt.Fprintln(w, "first errors:")
+		fmt.Fprintln(&b, "first errors:")
 		for _, e := range r.FirstErrors {
-			fmt.Fprintln(w, "  "+e)
+			fmt.Fprintln(&b, "  "+e)
 		}
 	}
+	_, err := b.WriteTo(w)
+	return err
 }
 
 // JSON returns the result as indented JSON.

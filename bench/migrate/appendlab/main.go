@@ -146,13 +146,14 @@ func dial(addr, user, password string) (*conn, error) {
 	}
 	ic := &conn{c: c, r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 256<<10)}
 	if _, err := ic.line(); err != nil { // greeting
-		c.Close()
+		_ = c.Close()
 		return nil, err
 	}
 	tag := ic.next()
-	fmt.Fprintf(ic.w, "%s LOGIN %s %s\r\n", tag, quote(user), quote(password))
+	// A bufio.Writer keeps its first write error for Flush, which is checked.
+	_, _ = fmt.Fprintf(ic.w, "%s LOGIN %s %s\r\n", tag, quote(user), quote(password))
 	if err := ic.w.Flush(); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, err
 	}
 	status, err := ic.wait(tag)
@@ -163,7 +164,7 @@ func dial(addr, user, password string) (*conn, error) {
 		err = fmt.Errorf("the server does not announce LITERAL+ after login: %s", status)
 	}
 	if err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, err
 	}
 	return ic, nil
@@ -173,7 +174,7 @@ func (c *conn) next() string { c.tag++; return "L" + strconv.Itoa(c.tag) }
 
 // line reads one response line (a literal at its end is skipped).
 func (c *conn) line() (string, error) {
-	c.c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+	_ = c.c.SetReadDeadline(time.Now().Add(2 * time.Minute)) // fails only on a closed conn: so does the read
 	l, err := c.r.ReadString('\n')
 	if err != nil {
 		return "", err
@@ -205,13 +206,14 @@ func (c *conn) wait(tag string) (string, error) {
 }
 
 // appendArgs writes one message's APPEND arguments: flags, date and a
-// non-synchronising literal (RFC 7888).
+// non-synchronising literal (RFC 7888). A write error stays in c.w for the
+// caller's Flush.
 func (c *conn) appendArgs(m testmail.Message) {
 	var flags []string
 	flags = append(flags, m.Flags...)
 	flags = append(flags, m.Keywords...)
-	fmt.Fprintf(c.w, " (%s) %q {%d+}\r\n", strings.Join(flags, " "), m.Date.Format("02-Jan-2006 15:04:05 -0700"), len(m.Raw))
-	c.w.Write(m.Raw)
+	_, _ = fmt.Fprintf(c.w, " (%s) %q {%d+}\r\n", strings.Join(flags, " "), m.Date.Format("02-Jan-2006 15:04:05 -0700"), len(m.Raw))
+	_, _ = c.w.Write(m.Raw)
 }
 
 func appendAll(addr, user, password string, m mode, msgs []testmail.Message, selectFirst bool) error {
@@ -219,10 +221,11 @@ func appendAll(addr, user, password string, m mode, msgs []testmail.Message, sel
 	if err != nil {
 		return err
 	}
-	defer c.c.Close()
+	defer func() { _ = c.c.Close() }()
+	// Writes to c.w keep their first error for Flush, which is checked.
 	if selectFirst {
 		tag := c.next()
-		fmt.Fprintf(c.w, "%s SELECT INBOX\r\n", tag)
+		_, _ = fmt.Fprintf(c.w, "%s SELECT INBOX\r\n", tag)
 		if err := c.w.Flush(); err != nil {
 			return err
 		}
@@ -252,9 +255,9 @@ func appendAll(addr, user, password string, m mode, msgs []testmail.Message, sel
 				inflight = inflight[1:]
 			}
 			tag := c.next()
-			fmt.Fprintf(c.w, "%s APPEND INBOX", tag)
+			_, _ = fmt.Fprintf(c.w, "%s APPEND INBOX", tag)
 			c.appendArgs(msg)
-			c.w.WriteString("\r\n")
+			_, _ = c.w.WriteString("\r\n")
 			if err := c.w.Flush(); err != nil {
 				return err
 			}
@@ -268,11 +271,11 @@ func appendAll(addr, user, password string, m mode, msgs []testmail.Message, sel
 	case "multi":
 		for i := 0; i < len(msgs); i += m.n {
 			tag := c.next()
-			fmt.Fprintf(c.w, "%s APPEND INBOX", tag)
+			_, _ = fmt.Fprintf(c.w, "%s APPEND INBOX", tag)
 			for _, msg := range msgs[i:min(i+m.n, len(msgs))] {
 				c.appendArgs(msg)
 			}
-			c.w.WriteString("\r\n")
+			_, _ = c.w.WriteString("\r\n")
 			if err := c.w.Flush(); err != nil {
 				return err
 			}
@@ -282,8 +285,9 @@ func appendAll(addr, user, password string, m mode, msgs []testmail.Message, sel
 		}
 	}
 	tag := c.next()
-	fmt.Fprintf(c.w, "%s LOGOUT\r\n", tag)
-	c.w.Flush()
+	// Best effort: every APPEND was acknowledged.
+	_, _ = fmt.Fprintf(c.w, "%s LOGOUT\r\n", tag)
+	_ = c.w.Flush()
 	_, _ = c.wait(tag)
 	return nil
 }

@@ -226,7 +226,7 @@ func read(addr, cred string, workers int) (account, error) {
 			return nil, err
 		}
 		if err := c.Login(user, pw).Wait(); err != nil {
-			c.Close()
+			_ = c.Close()
 			return nil, fmt.Errorf("login as %s: %w", user, err)
 		}
 		return c, nil
@@ -236,8 +236,8 @@ func read(addr, cred string, workers int) (account, error) {
 		return nil, err
 	}
 	list, err := c.List("", "*", nil).Collect()
-	c.Logout().Wait()
-	c.Close()
+	_ = c.Logout().Wait() // only read: how the session ends does not matter
+	_ = c.Close()
 	if err != nil {
 		return nil, fmt.Errorf("LIST: %w", err)
 	}
@@ -265,7 +265,7 @@ func read(addr, cred string, workers int) (account, error) {
 				}
 				return
 			}
-			defer func() { c.Logout().Wait(); c.Close() }()
+			defer func() { _ = c.Logout().Wait(); _ = c.Close() }() // only read
 			for name := range next {
 				msgs, err := readFolder(c, name)
 				mu.Lock()
@@ -329,7 +329,7 @@ func readFolder(c *imapclient.Client, name string) ([]message, error) {
 				if it.Literal != nil {
 					n, err := io.Copy(io.MultiWriter(h, b), it.Literal)
 					if err != nil {
-						cmd.Close()
+						_ = cmd.Close()
 						return nil, err
 					}
 					m.read = n
@@ -340,7 +340,7 @@ func readFolder(c *imapclient.Client, name string) ([]message, error) {
 			}
 		}
 		if !got || m.read != m.size {
-			cmd.Close()
+			_ = cmd.Close()
 			return nil, fmt.Errorf("message %d: %d body bytes for RFC822.SIZE %d", msg.SeqNum, m.read, m.size)
 		}
 		slices.Sort(m.flags)

@@ -28,6 +28,7 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strings"
 	stdsync "sync"
 	"syscall"
 	"time"
@@ -95,7 +96,7 @@ func run() error {
 		if i == 1 && !rerun {
 			break
 		}
-		var stopProf func()
+		var stopProf func() error
 		if i == 0 {
 			var err error
 			if stopProf, err = startProfiles(cpuOut, traceOut); err != nil {
@@ -104,7 +105,9 @@ func run() error {
 		}
 		res, err := syncOnce(ctx, label, from, to, stateDir, parallel, split)
 		if stopProf != nil {
-			stopProf()
+			if perr := stopProf(); perr != nil && err == nil {
+				err = fmt.Errorf("write profile: %w", perr)
+			}
 		}
 		if err != nil {
 			return err
@@ -114,7 +117,9 @@ func run() error {
 				return err
 			}
 		}
-		res.print(os.Stdout)
+		if err := res.print(os.Stdout); err != nil {
+			return err
+		}
 		results = append(results, res)
 	}
 	if jsonOut != "" {
@@ -124,8 +129,10 @@ func run() error {
 	return nil
 }
 
-func startProfiles(cpuOut, traceOut string) (func(), error) {
-	var stops []func()
+// startProfiles starts the CPU profile and the trace that are asked for,
+// and returns a function that stops them and closes their files.
+func startProfiles(cpuOut, traceOut string) (func() error, error) {
+	var stops []func() error
 	if cpuOut != "" {
 		f, err := os.Create(cpuOut)
 		if err != nil {
@@ -134,7 +141,7 @@ func startProfiles(cpuOut, traceOut string) (func(), error) {
 		if err := pprof.StartCPUProfile(f); err != nil {
 			return nil, err
 		}
-		stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
+		stops = append(stops, func() error { pprof.StopCPUProfile(); return f.Close() })
 	}
 	if traceOut != "" {
 		f, err := os.Create(traceOut)
@@ -144,12 +151,16 @@ func startProfiles(cpuOut, traceOut string) (func(), error) {
 		if err := trace.Start(f); err != nil {
 			return nil, err
 		}
-		stops = append(stops, func() { trace.Stop(); f.Close() })
+		stops = append(stops, func() error { trace.Stop(); return f.Close() })
 	}
-	return func() {
+	return func() error {
+		var first error
 		for _, s := range stops {
-			s()
+			if err := s(); err != nil && first == nil {
+				first = err
+			}
 		}
+		return first
 	}, nil
 }
 
@@ -158,8 +169,11 @@ func writeHeap(name string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	return pprof.Lookup("allocs").WriteTo(f, 0)
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close() // err is what matters
+		return err
+	}
+	return f.Close()
 }
 
 func syncOnce(ctx context.Context, label, from, to, stateDir string, parallel, split int) (Result, error) {
@@ -176,12 +190,12 @@ func syncOnce(ctx context.Context, label, from, to, stateDir string, parallel, s
 	if err != nil {
 		return Result{}, fmt.Errorf("source: %w", err)
 	}
-	defer src.Close()
+	defer func() { _ = src.Close() }()
 	dst, err := dial(to, "IMAPCTL_TO_PASSWORD")
 	if err != nil {
 		return Result{}, fmt.Errorf("target: %w", err)
 	}
-	defer dst.Close()
+	defer func() { _ = dst.Close() }()
 	t.add("Dial (both)", time.Since(start))
 
 	var mu stdsync.Mutex
@@ -222,27 +236,30 @@ func syncOnce(ctx context.Context, label, from, to, stateDir string, parallel, s
 	return res, nil
 }
 
-func (r Result) print(w io.Writer) {
-	fmt.Fprintf(w, "%s: %d messages, %.1f MB in %.2f s: %.0f msgs/s, %.1f MB/s, %d failed\n",
+func (r Result) print(w io.Writer) error {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%s: %d messages, %.1f MB in %.2f s: %.0f msgs/s, %.1f MB/s, %d failed\n",
 		r.Label, r.Copied, float64(r.Bytes)/1e6, r.Seconds, r.MsgsPerS, r.MBPerS, r.Failed)
 	names := make([]string, 0, len(r.Ops))
 	for k := range r.Ops {
 		names = append(names, k)
 	}
 	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(r.Ops[b].Seconds, r.Ops[a].Seconds) })
-	fmt.Fprintf(w, "  %-28s %8s %10s %10s %10s\n", "store call", "calls", "total s", "mean ms", "max ms")
+	fmt.Fprintf(&sb, "  %-28s %8s %10s %10s %10s\n", "store call", "calls", "total s", "mean ms", "max ms")
 	for _, k := range names {
 		o := r.Ops[k]
-		fmt.Fprintf(w, "  %-28s %8d %10.2f %10.3f %10.1f\n", k, o.Calls, o.Seconds, 1000*o.Seconds/float64(max(o.Calls, 1)), 1000*o.MaxSeconds)
+		fmt.Fprintf(&sb, "  %-28s %8d %10.2f %10.3f %10.1f\n", k, o.Calls, o.Seconds, 1000*o.Seconds/float64(max(o.Calls, 1)), 1000*o.MaxSeconds)
 	}
-	fmt.Fprintf(w, "  slowest folders (start..end s, copied):")
+	fmt.Fprintf(&sb, "  slowest folders (start..end s, copied):")
 	for i, f := range r.Folders {
 		if i == 4 {
 			break
 		}
-		fmt.Fprintf(w, " %s %.2f..%.2f (%d);", f.Name, f.Start, f.End, f.Copied)
+		fmt.Fprintf(&sb, " %s %.2f..%.2f (%d);", f.Name, f.Start, f.End, f.Copied)
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintln(&sb)
+	_, err := io.WriteString(w, sb.String())
+	return err
 }
 
 // Op is the time spent in one kind of store call, summed over calls that
@@ -293,7 +310,7 @@ func (s *tStore) Create(ctx context.Context, name string, attrs []store.Attr) er
 
 func (s *tStore) Open(ctx context.Context, name string) (store.Mailbox, error) {
 	defer s.t.since(s.side+" Open (connect+SELECT)", time.Now())
-	m, err := s.Store.OpenMailbox(ctx, name)
+	m, err := s.OpenMailbox(ctx, name)
 	if err != nil {
 		return nil, err
 	}

@@ -216,7 +216,7 @@ func readRuns(name string) ([]run, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var out []run
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {

@@ -64,7 +64,7 @@ func main() {
 	}
 }
 
-func run() error {
+func run() (err error) {
 	var (
 		dir, jsonOut  string
 		count, maxAtt int
@@ -94,10 +94,14 @@ func run() error {
 		if st, err = maildir.Open(dir, maildir.Options{NoSync: true}); err != nil {
 			return err
 		}
-		defer st.Close()
 		defer func() {
 			for _, mb := range boxes {
-				mb.Close()
+				_ = mb.Close() // a Maildir mailbox's Close cannot fail
+			}
+			// Without syncs, closing the index files is the last chance to
+			// hear about a failed write.
+			if cerr := st.Close(); cerr != nil && err == nil {
+				err = cerr
 			}
 		}()
 	}

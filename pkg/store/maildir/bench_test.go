@@ -47,7 +47,9 @@ func BenchmarkAppend(b *testing.B) {
 func fillFiles(b *testing.B, n int) string {
 	root := b.TempDir()
 	for _, sub := range []string{"cur", "new", "tmp"} {
-		os.MkdirAll(filepath.Join(root, sub), 0o700)
+		if err := os.MkdirAll(filepath.Join(root, sub), 0o700); err != nil {
+			b.Fatal(err)
+		}
 	}
 	date := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := 0; i < n; i++ {
@@ -61,7 +63,9 @@ func fillFiles(b *testing.B, n int) string {
 			b.Fatal(err)
 		}
 		d := date.Add(time.Duration(i) * time.Second)
-		os.Chtimes(path, d, d)
+		if err := os.Chtimes(path, d, d); err != nil {
+			b.Fatal(err)
+		}
 	}
 	return root
 }
@@ -84,8 +88,8 @@ func BenchmarkOpen(b *testing.B) {
 	if got := len(mb.State().UIDs); got != n {
 		b.Fatalf("%d messages, want %d", got, n)
 	}
-	mb.Close()
-	s.Close()
+	checkClose(b, mb)
+	checkClose(b, s)
 	b.Logf("first open (index built from %d files): %v", n, time.Since(start))
 	b.Run("100k", func(b *testing.B) {
 		b.ReportAllocs()
@@ -101,8 +105,8 @@ func BenchmarkOpen(b *testing.B) {
 			if len(mb.State().UIDs) != n {
 				b.Fatal("messages lost")
 			}
-			mb.Close()
-			s.Close()
+			checkClose(b, mb)
+			checkClose(b, s)
 		}
 	})
 }

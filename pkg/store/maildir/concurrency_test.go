@@ -28,7 +28,7 @@ func TestParallelAppend(t *testing.T) {
 				errs <- err
 				return
 			}
-			defer mb.Close()
+			defer checkClose(t, mb)
 			for i := 0; i < each; i++ {
 				id := fmt.Sprintf("w%d-%d@example.com", w, i)
 				uid, err := mb.Append(t.Context(), bytesReader(testMsg(id, id)), store.AppendOptions{Flags: []store.Flag{store.Flag(fmt.Sprintf("worker%d", w))}})
@@ -76,7 +76,7 @@ func TestParallelAppend(t *testing.T) {
 		}
 	}
 	check(openBox(t, s, "INBOX"))
-	s.Close()
+	checkClose(t, s)
 	check(openBox(t, openTestStore(t, root, Options{NoSync: true}), "INBOX"))
 }
 
@@ -120,9 +120,11 @@ func TestConcurrentMoveNoDeadlock(t *testing.T) {
 				}
 				// Copies and flag changes in between, for the race detector.
 				if len(uids) > 0 {
-					mb.UpdateFlags(ctx, uids[:1], store.FlagsAdd, []store.Flag{store.FlagSeen})
+					if _, err := mb.UpdateFlags(ctx, uids[:1], store.FlagsAdd, []store.Flag{store.FlagSeen}); err != nil {
+						t.Errorf("UpdateFlags: %v", err)
+					}
 				}
-				mb.Close()
+				checkClose(t, mb)
 			}
 		}()
 	}
@@ -144,7 +146,7 @@ func TestConcurrentMoveNoDeadlock(t *testing.T) {
 			for id := range byMessageID(t, mb) {
 				count[id]++
 			}
-			mb.Close()
+			checkClose(t, mb)
 		}
 		if len(count) != 60 {
 			t.Errorf("pass %d: %d distinct messages, want 60", pass, len(count))
@@ -154,7 +156,7 @@ func TestConcurrentMoveNoDeadlock(t *testing.T) {
 				t.Errorf("pass %d: %s in %d mailboxes", pass, id, c)
 			}
 		}
-		s.Close()
+		checkClose(t, s)
 		s = openTestStore(t, root, Options{NoSync: true})
 	}
 }
@@ -198,7 +200,7 @@ func TestConcurrentMixed(t *testing.T) {
 				if err != nil {
 					continue // expunged meanwhile
 				}
-				f.Close()
+				_ = f.Close() // read only
 			}
 			_, err := mb.Status(ctx)
 			return err
@@ -221,10 +223,10 @@ func TestConcurrentMixed(t *testing.T) {
 				}
 				if err := fn(mb, i); err != nil {
 					errs <- fmt.Errorf("worker %d: %w", k, err)
-					mb.Close()
+					checkClose(t, mb)
 					return
 				}
-				mb.Close()
+				checkClose(t, mb)
 			}
 		}()
 	}
@@ -238,7 +240,7 @@ func TestConcurrentMixed(t *testing.T) {
 	}
 	mb := openBox(t, s, "INBOX")
 	want := infos(t, mb)
-	s.Close()
+	checkClose(t, s)
 	mb2 := openBox(t, openTestStore(t, root, Options{NoSync: true}), "INBOX")
 	if got := infos(t, mb2); !slices.EqualFunc(got, want, func(a, b store.MessageInfo) bool {
 		return a.UID == b.UID && slices.Equal(a.Flags, b.Flags) && a.MessageID == b.MessageID

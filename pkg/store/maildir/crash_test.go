@@ -60,8 +60,8 @@ func TestCrashFileWithoutRecord(t *testing.T) {
 		t.Errorf("the orphan's content differs")
 	}
 	// It stays once, under that UID, across reopens.
-	mb.Close()
-	s.Close()
+	checkClose(t, mb)
+	checkClose(t, s)
 	s2 := openTestStore(t, root, Options{NoSync: true})
 	mb2 := openBox(t, s2, "INBOX")
 	if again := byMessageID(t, mb2)["<orphan@example.com>"]; again.UID != mi.UID {
@@ -80,8 +80,8 @@ func TestCrashFileRemovedRecordKept(t *testing.T) {
 	s := openTestStore(t, root, Options{NoSync: true})
 	mb := openBox(t, s, "INBOX")
 	victim := curFileOf(t, mb, ids["<m2@example.com>"])
-	mb.Close()
-	s.Close()
+	checkClose(t, mb)
+	checkClose(t, s)
 	if err := os.Remove(filepath.Join(root, "cur", victim)); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,9 @@ func TestCrashLeftoverTmp(t *testing.T) {
 		}
 	}
 	long := time.Now().Add(-48 * time.Hour)
-	os.Chtimes(old, long, long)
+	if err := os.Chtimes(old, long, long); err != nil {
+		t.Fatal(err)
+	}
 
 	s := openTestStore(t, root, Options{NoSync: true})
 	mb := openBox(t, s, "INBOX")
@@ -148,9 +150,9 @@ func TestCrashMoveBetweenSteps(t *testing.T) {
 	appendIDs(t, b, "b", 2)
 	moved := curFileOf(t, a, uidsA[1])
 	stA, _ := a.Status(t.Context())
-	a.Close()
-	b.Close()
-	s.Close()
+	checkClose(t, a)
+	checkClose(t, b)
+	checkClose(t, s)
 	if err := os.Rename(filepath.Join(s.dirOf("A"), "cur", moved), filepath.Join(s.dirOf("B"), "cur", moved)); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +166,7 @@ func TestCrashMoveBetweenSteps(t *testing.T) {
 			for id := range byMessageID(t, mb) {
 				count[id]++
 			}
-			mb.Close()
+			checkClose(t, mb)
 		}
 		for id, n := range count {
 			if n != 1 {
@@ -174,7 +176,7 @@ func TestCrashMoveBetweenSteps(t *testing.T) {
 		if count["<a-1@example.com>"] != 1 || len(count) != 6 {
 			t.Errorf("order %v: messages %v, want 6 each once", order, count)
 		}
-		s.Close()
+		checkClose(t, s)
 	}
 	s3 := openTestStore(t, root, Options{NoSync: true})
 	a3 := openBox(t, s3, "A")
@@ -195,12 +197,14 @@ func TestCrashDuplicateBase(t *testing.T) {
 	s := openTestStore(t, root, Options{NoSync: true})
 	mb := openBox(t, s, "INBOX")
 	orig := curFileOf(t, mb, ids["<m1@example.com>"])
-	mb.Close()
-	s.Close()
+	checkClose(t, mb)
+	checkClose(t, s)
 	data, _ := os.ReadFile(filepath.Join(root, "cur", orig))
 	fn := parseFileName(orig)
 	fn.Bits |= bitFlagged
-	os.WriteFile(filepath.Join(root, "cur", fn.String()), data, 0o600)
+	if err := os.WriteFile(filepath.Join(root, "cur", fn.String()), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	var logs logBuffer
 	s2 := openTestStore(t, root, Options{NoSync: true, Logger: logs.logger()})
@@ -218,8 +222,8 @@ func TestCrashDuplicateBase(t *testing.T) {
 		t.Errorf("%d files in cur/, want 3", n)
 	}
 	// Stable on reopening.
-	mb2.Close()
-	s2.Close()
+	checkClose(t, mb2)
+	checkClose(t, s2)
 	s3 := openTestStore(t, root, Options{NoSync: true})
 	mb3 := openBox(t, s3, "INBOX")
 	if got := infos(t, mb3); len(got) != 3 || got[2].UID != all[2].UID {
@@ -270,7 +274,7 @@ func TestHelperAppender(t *testing.T) {
 			fmt.Fprintln(os.Stderr, "append:", err)
 			os.Exit(2)
 		}
-		fmt.Fprintf(out, "%d %s\n", uid, id)
+		_, _ = fmt.Fprintf(out, "%d %s\n", uid, id) // a failed write shows in Flush
 		if out.Flush() != nil {
 			os.Exit(0) // the test is gone
 		}
@@ -321,7 +325,7 @@ func TestKillDuringAppend(t *testing.T) {
 		sc := bufio.NewScanner(stdout)
 		n := 0
 		killed := false
-		deadline := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+		deadline := time.AfterFunc(2*time.Minute, func() { _ = cmd.Process.Kill() })
 		for sc.Scan() {
 			uidStr, id, ok := strings.Cut(sc.Text(), " ")
 			uid, err := strconv.ParseUint(uidStr, 10, 32)
@@ -336,7 +340,7 @@ func TestKillDuringAppend(t *testing.T) {
 			if n == kill && !killed {
 				// Kill it in the middle of whatever it does next; lines
 				// already in the pipe were acknowledged too.
-				cmd.Process.Signal(syscall.SIGKILL)
+				_ = cmd.Process.Signal(syscall.SIGKILL) // fails only if it ended already, which Wait shows
 				killed = true
 			}
 		}
@@ -389,8 +393,8 @@ func TestKillDuringAppend(t *testing.T) {
 		if n := len(curFiles(t, root)); n != len(msgs) {
 			t.Errorf("round %d: %d files in cur/, %d messages", round, n, len(msgs))
 		}
-		mb.Close()
-		s.Close()
+		checkClose(t, mb)
+		checkClose(t, s)
 		if t.Failed() {
 			return
 		}

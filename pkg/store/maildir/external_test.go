@@ -36,8 +36,12 @@ func TestExternalDeliveryToNew(t *testing.T) {
 	flagged := testMsg("procmail@example.com", "flagged on delivery")
 	writeDelivery(t, root, "new", "1706933107.M1P2.mx,S=99:2,F", flagged, when)
 	// Dot files and directories are not messages.
-	os.WriteFile(filepath.Join(root, "new", ".hidden"), []byte("x"), 0o600)
-	os.Mkdir(filepath.Join(root, "new", "subdir"), 0o700)
+	if err := os.WriteFile(filepath.Join(root, "new", ".hidden"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "new", "subdir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := mb.Refresh(); err != nil {
 		t.Fatal(err)
@@ -109,8 +113,8 @@ func TestExternalRenameAddsSeen(t *testing.T) {
 		t.Errorf("flags %v, want \\Answered", got)
 	}
 	// And it survives reopening.
-	mb.Close()
-	s.Close()
+	checkClose(t, mb)
+	checkClose(t, s)
 	s2 := openTestStore(t, root, Options{NoSync: true})
 	mb2 := openBox(t, s2, "INBOX")
 	if got := flagsOfUID(t, mb2, uids[1]); !slices.Equal(got, []store.Flag{store.FlagAnswered}) {
@@ -156,7 +160,9 @@ func TestExternalKeywords(t *testing.T) {
 	name := curFileOf(t, mb, uids[0])
 	fn := parseFileName(name)
 	fn.Kw |= 1 << 1
-	os.Rename(filepath.Join(root, "cur", name), filepath.Join(root, "cur", fn.String()))
+	if err := os.Rename(filepath.Join(root, "cur", name), filepath.Join(root, "cur", fn.String())); err != nil {
+		t.Fatal(err)
+	}
 	if err := mb.Refresh(); err != nil {
 		t.Fatal(err)
 	}
@@ -182,8 +188,8 @@ func TestExternalKeywords(t *testing.T) {
 	}
 	// Reopening (index replay plus letters) gives the same flags.
 	want := infos(t, mb)
-	mb.Close()
-	s.Close()
+	checkClose(t, mb)
+	checkClose(t, s)
 	s2 := openTestStore(t, root, Options{NoSync: true})
 	mb2 := openBox(t, s2, "INBOX")
 	if got := infos(t, mb2); !slices.EqualFunc(got, want, func(a, b store.MessageInfo) bool {
@@ -207,8 +213,12 @@ func TestExternalSameTick(t *testing.T) {
 	name := curFileOf(t, mb, uids[0])
 	fn := parseFileName(name)
 	fn.Bits |= bitSeen
-	os.Rename(filepath.Join(curDir, name), filepath.Join(curDir, fn.String()))
-	os.Chtimes(curDir, stamp, stamp)
+	if err := os.Rename(filepath.Join(curDir, name), filepath.Join(curDir, fn.String())); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(curDir, stamp, stamp); err != nil {
+		t.Fatal(err)
+	}
 
 	raw := readUID(t, mb, uids[0])
 	if !bytes.Contains(raw, []byte("tick-0@example.com")) {
@@ -232,9 +242,15 @@ func TestExternalSameTickSetFlags(t *testing.T) {
 	name := curFileOf(t, mb, uids[1])
 	fn := parseFileName(name)
 	fn.Bits |= bitSeen
-	os.Rename(filepath.Join(curDir, name), filepath.Join(curDir, fn.String()))
-	os.Remove(filepath.Join(curDir, curFileOf(t, mb, uids[2])))
-	os.Chtimes(curDir, stamp, stamp)
+	if err := os.Rename(filepath.Join(curDir, name), filepath.Join(curDir, fn.String())); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(curDir, curFileOf(t, mb, uids[2]))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(curDir, stamp, stamp); err != nil {
+		t.Fatal(err)
+	}
 
 	got, err := mb.UpdateFlags(t.Context(), uids, store.FlagsAdd, []store.Flag{store.FlagFlagged})
 	if err != nil {
@@ -249,8 +265,8 @@ func TestExternalSameTickSetFlags(t *testing.T) {
 	if n := len(infos(t, mb)); n != 2 {
 		t.Errorf("%d messages, want 2", n)
 	}
-	mb.Close()
-	s.Close()
+	checkClose(t, mb)
+	checkClose(t, s)
 	s2 := openTestStore(t, root, Options{NoSync: true})
 	mb2 := openBox(t, s2, "INBOX")
 	if fl := flagsOfUID(t, mb2, uids[1]); !slices.Equal(fl, []store.Flag{store.FlagFlagged, store.FlagSeen}) {

@@ -145,18 +145,24 @@ func realIndex(f *testing.F) []byte {
 	if err != nil {
 		f.Fatal(err)
 	}
-	defer s.Close()
+	defer checkClose(f, s)
 	mb, err := s.OpenMailbox(f.Context(), "INBOX")
 	if err != nil {
 		f.Fatal(err)
 	}
-	defer mb.Close()
+	defer checkClose(f, mb)
 	for i := 0; i < 4; i++ {
-		mb.Append(f.Context(), bytes.NewReader(testMsg(fmt.Sprintf("seed%d@x", i), "")), store.AppendOptions{
-			Flags: []store.Flag{store.FlagSeen, store.Flag(fmt.Sprintf("kw%d", i%2))}, Date: testDate})
+		if _, err := mb.Append(f.Context(), bytes.NewReader(testMsg(fmt.Sprintf("seed%d@x", i), "")), store.AppendOptions{
+			Flags: []store.Flag{store.FlagSeen, store.Flag(fmt.Sprintf("kw%d", i%2))}, Date: testDate}); err != nil {
+			f.Fatal(err)
+		}
 	}
-	mb.SetFlags(f.Context(), []store.UID{2}, store.FlagsAdd, []store.Flag{store.FlagFlagged, "other"})
-	mb.Expunge(f.Context(), []store.UID{3})
+	if err := mb.SetFlags(f.Context(), []store.UID{2}, store.FlagsAdd, []store.Flag{store.FlagFlagged, "other"}); err != nil {
+		f.Fatal(err)
+	}
+	if err := mb.Expunge(f.Context(), []store.UID{3}); err != nil {
+		f.Fatal(err)
+	}
 	data, err := os.ReadFile(filepath.Join(root, indexFile))
 	if err != nil {
 		f.Fatal(err)
@@ -227,20 +233,24 @@ func FuzzReplay(f *testing.F) {
 		}
 		root := t.TempDir()
 		for _, sub := range []string{"cur", "new", "tmp"} {
-			os.MkdirAll(filepath.Join(root, sub), 0o700)
+			if err := os.MkdirAll(filepath.Join(root, sub), 0o700); err != nil {
+				t.Fatal(err)
+			}
 		}
-		os.WriteFile(filepath.Join(root, indexFile), index, 0o600)
+		if err := os.WriteFile(filepath.Join(root, indexFile), index, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		writeDelivery(t, root, "cur", "1700000000.M1P1Q1.fuzz,S=10:2,S", testMsg("disk@x", ""), testDate)
 		s, err := Open(root, Options{NoSync: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
+		defer checkClose(t, s)
 		mb, err := s.OpenMailbox(t.Context(), "INBOX")
 		if err != nil {
 			t.Fatalf("OpenMailbox: %v", err)
 		}
-		defer mb.Close()
+		defer checkClose(t, mb)
 		checkConsistent(t, mb, 1)
 		uid, err := mb.Append(t.Context(), bytes.NewReader(testMsg("new@x", "")), store.AppendOptions{Flags: []store.Flag{"kw0", store.FlagSeen}})
 		if err != nil {
@@ -252,18 +262,18 @@ func FuzzReplay(f *testing.F) {
 		}
 		// What was written replays to the same state.
 		want := infos(t, mb)
-		mb.Close()
-		s.Close()
+		checkClose(t, mb)
+		checkClose(t, s)
 		s2, err := Open(root, Options{NoSync: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s2.Close()
+		defer checkClose(t, s2)
 		mb2, err := s2.OpenMailbox(t.Context(), "INBOX")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer mb2.Close()
+		defer checkClose(t, mb2)
 		if got := infos(t, mb2); !slices.EqualFunc(got, want, func(a, b store.MessageInfo) bool {
 			return a.UID == b.UID && slices.Equal(a.Flags, b.Flags) && a.MessageID == b.MessageID && a.Size == b.Size
 		}) {

@@ -23,8 +23,17 @@ func openTestStore(t testing.TB, root string, opts Options) *Store {
 	if err != nil {
 		t.Fatalf("Open(%s): %v", root, err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { checkClose(t, s) })
 	return s
+}
+
+// checkClose closes c and fails the test if that fails: a test that
+// closes a store to open it again relies on it. (Closing twice is fine.)
+func checkClose(t testing.TB, c io.Closer) {
+	t.Helper()
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
 }
 
 func openBox(t testing.TB, s *Store, name string) *Mailbox {
@@ -33,7 +42,7 @@ func openBox(t testing.TB, s *Store, name string) *Mailbox {
 	if err != nil {
 		t.Fatalf("OpenMailbox(%q): %v", name, err)
 	}
-	t.Cleanup(func() { mb.Close() })
+	t.Cleanup(func() { checkClose(t, mb) })
 	return mb
 }
 
@@ -103,7 +112,7 @@ func readUID(t testing.TB, mb *Mailbox, uid uint32) []byte {
 	if err != nil {
 		t.Fatalf("OpenMessage(%d): %v", uid, err)
 	}
-	defer rc.Close()
+	defer checkClose(t, rc)
 	data, err := io.ReadAll(rc)
 	if err != nil {
 		t.Fatal(err)

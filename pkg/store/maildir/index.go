@@ -65,15 +65,14 @@ type record struct {
 
 // rec is one message as kept in memory and in add records.
 type rec struct {
-	uid    uint32
-	bits   uint8
-	kw     []uint32 // keyword ids of the mailbox's keyword table, ascending
-	size   int64
-	date   int64 // internal date, Unix seconds
-	tz     int32 // internal date's zone offset, seconds east of UTC
-	base   string
-	msgID  string
-	modseq uint64 // in memory only
+	uid   uint32
+	bits  uint8
+	kw    []uint32 // keyword ids of the mailbox's keyword table, ascending
+	size  int64
+	date  int64 // internal date, Unix seconds
+	tz    int32 // internal date's zone offset, seconds east of UTC
+	base  string
+	msgID string
 }
 
 type encoder struct{ b []byte }

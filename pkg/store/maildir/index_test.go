@@ -149,7 +149,7 @@ func fillBox(t *testing.T, root, name string, n int) (map[string]uint32, store.S
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer checkClose(t, s)
 	if name != "INBOX" {
 		if err := s.Create(t.Context(), name, nil); err != nil {
 			t.Fatal(err)
@@ -159,7 +159,7 @@ func fillBox(t *testing.T, root, name string, n int) (map[string]uint32, store.S
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mb.Close()
+	defer checkClose(t, mb)
 	ids := map[string]uint32{}
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("m%d@example.com", i)
@@ -219,8 +219,10 @@ func TestIndexTornTail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Write(torn[:len(torn)-4])
-	f.Close()
+	if _, err := f.Write(torn[:len(torn)-4]); err != nil {
+		t.Fatal(err)
+	}
+	checkClose(t, f)
 
 	mb := openBox(t, s, "Box")
 	got, _ := mb.Status(t.Context())
@@ -239,8 +241,8 @@ func TestIndexTornTail(t *testing.T) {
 		t.Errorf("index is %d bytes after dropping the torn record, want %d", after.Size(), info.Size())
 	}
 	uid := appendMsg(t, mb, testMsg("late@example.com", "late"))
-	mb.Close()
-	s.Close()
+	checkClose(t, mb)
+	checkClose(t, s)
 	s2 := openTestStore(t, root, Options{NoSync: true})
 	mb2 := openBox(t, s2, "Box")
 	ids["<late@example.com>"] = uid
@@ -296,8 +298,8 @@ func TestIndexTornHeader(t *testing.T) {
 	if st.UIDValidity == 0 || st.Messages != 3 {
 		t.Fatalf("status after a torn header %+v, want a UIDVALIDITY and 3 messages", st)
 	}
-	mb.Close()
-	s.Close()
+	checkClose(t, mb)
+	checkClose(t, s)
 	s2 := openTestStore(t, root, Options{NoSync: true})
 	mb2 := openBox(t, s2, "INBOX")
 	st2, _ := mb2.Status(t.Context())
@@ -342,7 +344,9 @@ func TestIndexCorruptMiddle(t *testing.T) {
 	// Flags come back from the file names.
 	for id, mi := range byMessageID(t, mb) {
 		var n int
-		fmt.Sscanf(id, "<m%d@", &n)
+		if _, err := fmt.Sscanf(id, "<m%d@", &n); err != nil {
+			t.Fatalf("Message-ID %s: %v", id, err)
+		}
 		if mi.HasFlag(store.FlagSeen) != (n%3 == 0) {
 			t.Errorf("%s: flags %v after the rebuild", id, mi.Flags)
 		}
@@ -352,8 +356,8 @@ func TestIndexCorruptMiddle(t *testing.T) {
 	}
 	// The rebuilt index is used as is next time.
 	want := infos(t, mb)
-	mb.Close()
-	s.Close()
+	checkClose(t, mb)
+	checkClose(t, s)
 	s2 := openTestStore(t, root, Options{NoSync: true})
 	mb2 := openBox(t, s2, "Box")
 	if st2, _ := mb2.Status(t.Context()); st2.UIDValidity != got.UIDValidity {
@@ -422,7 +426,9 @@ func TestIndexBadHeader(t *testing.T) {
 			} else {
 				out = append(encodeRecord(&hdr), data[first:]...)
 			}
-			os.WriteFile(path, out, 0o600)
+			if err := os.WriteFile(path, out, 0o600); err != nil {
+				t.Fatal(err)
+			}
 			var logs logBuffer
 			s := openTestStore(t, root, Options{NoSync: true, Logger: logs.logger()})
 			mb := openBox(t, s, "INBOX")
@@ -461,8 +467,8 @@ func TestIndexCompaction(t *testing.T) {
 	}
 	st, _ := mb.Status(t.Context())
 	want := infos(t, mb)
-	mb.Close()
-	s.Close()
+	checkClose(t, mb)
+	checkClose(t, s)
 
 	s2 := openTestStore(t, root, Options{NoSync: true, Logger: logs.logger()})
 	mb2 := openBox(t, s2, "INBOX")
@@ -481,8 +487,8 @@ func TestIndexCompaction(t *testing.T) {
 	if _, err := mb2.ExpungeUIDs(t.Context(), uids[1200:]); err != nil {
 		t.Fatal(err)
 	}
-	mb2.Close()
-	s2.Close()
+	checkClose(t, mb2)
+	checkClose(t, s2)
 	s3 := openTestStore(t, root, Options{NoSync: true})
 	mb3 := openBox(t, s3, "INBOX")
 	st3, _ := mb3.Status(t.Context())
@@ -511,12 +517,16 @@ func TestUIDsStableAcrossReopen(t *testing.T) {
 	}
 	mb := openBox(t, s, "Box")
 	uids := appendIDs(t, mb, "s", 10)
-	mb.SetFlags(t.Context(), []store.UID{store.UID(uids[3])}, store.FlagsAdd, []store.Flag{store.FlagSeen, "kw"})
-	mb.ExpungeUIDs(t.Context(), uids[8:]) // the last two
+	if err := mb.SetFlags(t.Context(), []store.UID{store.UID(uids[3])}, store.FlagsAdd, []store.Flag{store.FlagSeen, "kw"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mb.ExpungeUIDs(t.Context(), uids[8:]); err != nil { // the last two
+		t.Fatal(err)
+	}
 	st, _ := mb.Status(t.Context())
 	want := infos(t, mb)
-	mb.Close()
-	s.Close()
+	checkClose(t, mb)
+	checkClose(t, s)
 	for round := 0; round < 3; round++ {
 		s := openTestStore(t, root, Options{NoSync: true})
 		mb := openBox(t, s, "Box")
@@ -529,8 +539,8 @@ func TestUIDsStableAcrossReopen(t *testing.T) {
 		if st.UIDNext != 11 {
 			t.Errorf("UIDNEXT %d after expunging the last messages, want 11", st.UIDNext)
 		}
-		mb.Close()
-		s.Close()
+		checkClose(t, mb)
+		checkClose(t, s)
 	}
 }
 
@@ -545,9 +555,13 @@ func TestIndexUIDSpaceExhausted(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			root := t.TempDir()
 			for _, sub := range []string{"cur", "new", "tmp"} {
-				os.MkdirAll(filepath.Join(root, sub), 0o700)
+				if err := os.MkdirAll(filepath.Join(root, sub), 0o700); err != nil {
+					t.Fatal(err)
+				}
 			}
-			os.WriteFile(filepath.Join(root, indexFile), encodeAll(recs), 0o600)
+			if err := os.WriteFile(filepath.Join(root, indexFile), encodeAll(recs), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			writeDelivery(t, root, "cur", "1700000000.M1P1Q1.x,S=10:2,S", testMsg("disk@x", ""), testDate)
 			s := openTestStore(t, root, Options{NoSync: true})
 			mb := openBox(t, s, "INBOX")

@@ -144,7 +144,7 @@ func writeFileAtomic(path string, data []byte, noSync bool) error {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp) // best effort; err is what matters
 		return err
 	}
 	if !noSync {

@@ -293,7 +293,7 @@ func (m *Mailbox) Append(ctx context.Context, r io.Reader, opts store.AppendOpti
 		return 0, fmt.Errorf("append to %q: %w", m.Name(), err)
 	}
 	tmpPath := tmp.Name()
-	cleanup := func() { tmp.Close(); os.Remove(tmpPath) }
+	cleanup := func() { _ = os.Remove(tmpPath) } // tmp is closed by then; best effort
 	hw := &headerCapture{limit: 256 << 10}
 	bufp := copyBufs.Get().(*[]byte)
 	size, err := io.CopyBuffer(io.MultiWriter(tmp, hw), contextReader{ctx, r}, *bufp)
@@ -308,7 +308,7 @@ func (m *Mailbox) Append(ctx context.Context, r io.Reader, opts store.AppendOpti
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(tmpPath)
+		_ = os.Remove(tmpPath) // best effort; err is what matters
 		return 0, fmt.Errorf("append to %q: %w", m.Name(), err)
 	}
 	msgID := messageIDFrom(hw.reader())
@@ -357,7 +357,10 @@ func (m *Mailbox) Append(ctx context.Context, r io.Reader, opts store.AppendOpti
 		// Not acknowledged: take the file back so a retry cannot duplicate
 		// it. A record already in the log reads as expunged on reload.
 		if renamed {
-			os.Remove(final)
+			if err := os.Remove(final); err != nil {
+				b.st.log.Warn("cannot take back an unacknowledged message; it may appear twice after a retry",
+					"mailbox", b.name, "path", final, "err", err)
+			}
 		}
 		cleanup()
 		if logErr == nil {
@@ -692,7 +695,7 @@ func (m *Mailbox) CopyUIDs(ctx context.Context, uids []uint32, dest string) (src
 	if err != nil {
 		return nil, nil, err
 	}
-	defer target.Close()
+	defer func() { _ = target.Close() }() // a Maildir mailbox's Close cannot fail
 	sorted := append([]uint32(nil), uids...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
 	msgs := m.Lookup(sorted)
@@ -704,7 +707,7 @@ func (m *Mailbox) CopyUIDs(ctx context.Context, uids []uint32, dest string) (src
 	defer func() {
 		for _, st := range stage {
 			if st.tmp != "" {
-				os.Remove(st.tmp)
+				_ = os.Remove(st.tmp) // best effort: cleanTmp removes leftovers later
 			}
 		}
 	}()
@@ -721,7 +724,7 @@ func (m *Mailbox) CopyUIDs(ctx context.Context, uids []uint32, dest string) (src
 		}
 		tmp := filepath.Join(tdir, "tmp", newBase(time.Now(), msg.Size))
 		err = linkOrCopy(f, tmp, msg.Date, m.s.opts.NoSync)
-		f.Close()
+		_ = f.Close() // read only
 		if err != nil {
 			return nil, nil, fmt.Errorf("copy UID %d to %q: %w", msg.UID, dest, err)
 		}
@@ -757,7 +760,7 @@ func linkOrCopy(f *os.File, path string, date time.Time, noSync bool) error {
 		err = os.Chtimes(path, date, date)
 	}
 	if err != nil {
-		os.Remove(path)
+		_ = os.Remove(path) // best effort; err is what matters
 	}
 	return err
 }
@@ -769,7 +772,7 @@ func (t *mbox) commitStaged(stage []staged) (srcUIDs, dstUIDs []uint32, err erro
 	defer t.mu.Unlock()
 	if t.deleted {
 		for _, st := range stage {
-			os.Remove(st.tmp)
+			_ = os.Remove(st.tmp) // best effort: cleanTmp removes leftovers later
 		}
 		return nil, nil, t.errGone()
 	}
@@ -780,7 +783,7 @@ func (t *mbox) commitStaged(stage []staged) (srcUIDs, dstUIDs []uint32, err erro
 			r, name := t.prepareAdd(st.r, filepath.Base(st.tmp), st.flags, len(added))
 			if err := os.Rename(st.tmp, t.pathCur(name)); err != nil {
 				for _, rest := range stage[i:] {
-					os.Remove(rest.tmp)
+					_ = os.Remove(rest.tmp) // best effort: cleanTmp removes leftovers later
 				}
 				return err
 			}
@@ -829,7 +832,10 @@ func (t *mbox) addLocked(added []rec, names []string, removeOnFail bool) ([]uint
 	if err := t.log.commit(); err != nil {
 		if removeOnFail {
 			for _, n := range names {
-				os.Remove(t.pathCur(n))
+				if err := os.Remove(t.pathCur(n)); err != nil {
+					t.st.log.Warn("cannot take back an unacknowledged copy; it may appear twice after a retry",
+						"mailbox", t.name, "file", n, "err", err)
+				}
 			}
 		} else {
 			// The files stay (they are the only copy): force the next
@@ -872,7 +878,7 @@ func (m *Mailbox) MoveUIDs(ctx context.Context, uids []uint32, dest string) (src
 	if err != nil {
 		return nil, nil, err
 	}
-	defer target.Close()
+	defer func() { _ = target.Close() }() // a Maildir mailbox's Close cannot fail
 	b, t := m.b, target.b
 	if b == t {
 		return nil, nil, &store.NameError{Name: dest, Reason: "cannot move messages to the mailbox they are in"}

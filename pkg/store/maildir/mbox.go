@@ -133,19 +133,19 @@ func (b *mbox) load() error {
 			b.st.log.Warn("index ends with a torn record from an interrupted write; dropping it",
 				"mailbox", b.name, "offset", good)
 			if err := f.Truncate(good); err != nil {
-				f.Close()
+				_ = f.Close() // err is what matters
 				return fmt.Errorf("truncate index of %q: %w", b.name, err)
 			}
 		default:
 			b.st.log.Warn("index is damaged; rebuilding it from the Maildir with a new UIDVALIDITY",
 				"mailbox", b.name, "err", rerr)
-			f.Close()
+			_ = f.Close() // only read so far; it is rebuilt
 			rebuild = true
 		}
 		if !rebuild {
 			st, err := f.Stat()
 			if err != nil {
-				f.Close()
+				_ = f.Close() // err is what matters
 				return err
 			}
 			b.log = &indexLog{f: f, size: st.Size(), noSync: b.st.opts.NoSync}
@@ -314,7 +314,7 @@ func (b *mbox) writeSnapshotLocked() error {
 	if err != nil {
 		return fmt.Errorf("open index of %q: %w", b.name, err)
 	}
-	b.log.close()
+	_ = b.log.close() // the old log: its records were committed, and the snapshot replaced it
 	b.log = &indexLog{f: f, size: int64(buf.Len()), noSync: b.st.opts.NoSync}
 	b.logRecs = 2 + len(b.kwNames) + len(b.msgs)
 	b.liveRecs = len(b.msgs)
@@ -335,7 +335,7 @@ func (b *mbox) cleanTmp() {
 	cutoff := time.Now().Add(-36 * time.Hour)
 	for _, e := range ents {
 		if info, err := e.Info(); err == nil && info.ModTime().Before(cutoff) {
-			os.Remove(filepath.Join(b.dir, "tmp", e.Name()))
+			_ = os.Remove(filepath.Join(b.dir, "tmp", e.Name())) // best effort; tried again next time
 		}
 	}
 }
@@ -656,7 +656,7 @@ func readMessageID(path string) string {
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	return messageIDFrom(io.LimitReader(f, 256<<10))
 }
 

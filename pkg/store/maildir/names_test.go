@@ -153,7 +153,7 @@ func TestInboxCaseFolding(t *testing.T) {
 		if mb.Name() != "INBOX" {
 			t.Errorf("Open(%q).Name() = %q", n, mb.Name())
 		}
-		mb.Close()
+		checkClose(t, mb)
 	}
 	if err := s.Create(t.Context(), "inbox", nil); !errors.Is(err, store.ErrExists) {
 		t.Errorf("Create(inbox): %v, want ErrExists", err)
@@ -177,5 +177,5 @@ func TestInboxCaseFolding(t *testing.T) {
 	if err != nil || mb.Name() != "Work/Inbox" {
 		t.Fatalf("Open(Work/Inbox) = %v, %v", mb, err)
 	}
-	mb.Close()
+	checkClose(t, mb)
 }

@@ -233,17 +233,17 @@ func (s *Store) mkMailbox(name string) error {
 	}
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		if err := os.Mkdir(filepath.Join(tmp, sub), 0o700); err != nil {
-			os.RemoveAll(tmp)
+			_ = os.RemoveAll(tmp) // best effort; err is what matters
 			return fmt.Errorf("create %q: %w", name, err)
 		}
 	}
 	// Maildir++: a "maildirfolder" file marks a folder (Dovecot, Courier).
 	if err := os.WriteFile(filepath.Join(tmp, "maildirfolder"), nil, 0o600); err != nil {
-		os.RemoveAll(tmp)
+		_ = os.RemoveAll(tmp) // best effort; err is what matters
 		return fmt.Errorf("create %q: %w", name, err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
-		os.RemoveAll(tmp)
+		_ = os.RemoveAll(tmp) // best effort; err is what matters
 		if errors.Is(err, fs.ErrExist) || s.exists(name) {
 			return fmt.Errorf("create %q: %w", name, store.ErrExists)
 		}
@@ -282,7 +282,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if b := s.boxes[name]; b != nil {
 		b.mu.Lock()
 		b.deleted = true
-		b.log.close()
+		_ = b.log.close() // its records were committed; the mailbox goes away
 		b.notifyLocked()
 		b.mu.Unlock()
 		delete(s.boxes, name)
@@ -297,7 +297,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	}
 	s.mu.Unlock()
 	if err != nil {
-		os.RemoveAll(trash)
+		_ = os.RemoveAll(trash) // best effort; err is what matters
 		return fmt.Errorf("delete %q: %w", name, err)
 	}
 	if !s.opts.NoSync {
@@ -380,7 +380,7 @@ func (s *Store) renameInbox(ctx context.Context, newName string) error {
 	if err != nil {
 		return err
 	}
-	defer mb.Close()
+	defer func() { _ = mb.Close() }() // a Maildir mailbox's Close cannot fail
 	var uids []store.UID
 	if err := mb.Messages(ctx, 1, func(m store.MessageInfo) error { uids = append(uids, m.UID); return nil }); err != nil {
 		return err
@@ -460,7 +460,7 @@ func (s *Store) acquire(name string) (*mbox, error) {
 			delete(s.boxes, name)
 			delete(s.refs, b)
 			s.mu.Unlock()
-			b.log.close()
+			_ = b.log.close() // err, from loading it, is what matters
 			return nil, err
 		}
 		return b, nil
@@ -505,7 +505,9 @@ func (s *Store) release(b *mbox) {
 		s.unused = s.unused[1:]
 		delete(s.boxes, old.name)
 		old.mu.Lock()
-		old.log.close()
+		if err := old.log.close(); err != nil {
+			s.log.Warn("closing an index failed", "mailbox", old.name, "err", err)
+		}
 		old.mu.Unlock()
 	}
 }

@@ -45,10 +45,14 @@ func TestLayoutOnDisk(t *testing.T) {
 	// Folders made by another program (Dovecot) are listed; other
 	// directories are not.
 	for _, dir := range []string{".Dovecot&AOk-", ".NoCur", "notafolder"} {
-		os.MkdirAll(filepath.Join(root, dir), 0o700)
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, sub := range []string{"cur", "new", "tmp"} {
-		os.MkdirAll(filepath.Join(root, ".Dovecot&AOk-", sub), 0o700)
+		if err := os.MkdirAll(filepath.Join(root, ".Dovecot&AOk-", sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
 	want := []string{"INBOX", "Dovecoté", "Q&A", "Sent", "日本語", "日本語/子"}
 	if got := listNames(t, s); !slices.Equal(got, want) {
@@ -104,7 +108,7 @@ func TestRenameOpenMailbox(t *testing.T) {
 			t.Errorf("special-use attribute lost in the rename: %v", mi.Attrs)
 		}
 	}
-	s.Close()
+	checkClose(t, s)
 	s2 := openTestStore(t, root, Options{NoSync: true})
 	if n := len(byMessageID(t, openBox(t, s2, "C/D/B"))); n != 3 {
 		t.Errorf("%d messages after the rename, want 3", n)
@@ -152,7 +156,9 @@ func TestCopyWithinMailbox(t *testing.T) {
 	s := openTestStore(t, t.TempDir(), Options{NoSync: true})
 	mb := openBox(t, s, "INBOX")
 	uids := appendIDs(t, mb, "c", 2)
-	mb.SetFlags(t.Context(), []store.UID{store.UID(uids[0])}, store.FlagsAdd, []store.Flag{store.FlagFlagged, "kw"})
+	if err := mb.SetFlags(t.Context(), []store.UID{store.UID(uids[0])}, store.FlagsAdd, []store.Flag{store.FlagFlagged, "kw"}); err != nil {
+		t.Fatal(err)
+	}
 	src, dst, err := mb.CopyUIDs(t.Context(), uids, "INBOX")
 	if err != nil {
 		t.Fatal(err)
@@ -189,8 +195,8 @@ func TestManyKeywords(t *testing.T) {
 	if fn.Kw != 1<<26-1 {
 		t.Errorf("letters %b, want all 26", fn.Kw)
 	}
-	mb.Close()
-	s.Close()
+	checkClose(t, mb)
+	checkClose(t, s)
 	s2 := openTestStore(t, root, Options{NoSync: true})
 	mb2 := openBox(t, s2, "INBOX")
 	if got := flagsOfLookup(t, mb2, uid); !slices.Equal(got, want) {
@@ -226,15 +232,19 @@ func TestSubscriptions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s.SetSubscribed("inbox", true)
-	s.SetSubscribed("a", false)
+	if err := s.SetSubscribed("inbox", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetSubscribed("a", false); err != nil {
+		t.Fatal(err)
+	}
 	if got := s.Subscribed(); !slices.Equal(got, []string{"INBOX", "b"}) {
 		t.Errorf("Subscribed = %q", got)
 	}
 	if err := s.SetSubscribed("bad.name", true); err == nil {
 		t.Errorf("subscribing an invalid name succeeded")
 	}
-	s.Close()
+	checkClose(t, s)
 	if got := openTestStore(t, root, Options{NoSync: true}).Subscribed(); !slices.Equal(got, []string{"INBOX", "b"}) {
 		t.Errorf("Subscribed after reopening = %q", got)
 	}
@@ -242,7 +252,9 @@ func TestSubscriptions(t *testing.T) {
 
 func TestDamagedMetaFile(t *testing.T) {
 	root := t.TempDir()
-	os.WriteFile(filepath.Join(root, metaFile), []byte("{not json"), 0o600)
+	if err := os.WriteFile(filepath.Join(root, metaFile), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var logs logBuffer
 	s := openTestStore(t, root, Options{NoSync: true, Logger: logs.logger()})
 	if !logs.has("WARN", "damaged") {

@@ -181,9 +181,9 @@ func sized(r io.Reader) (io.Reader, int64, func(), error) {
 	if err != nil {
 		return nil, 0, noop, fmt.Errorf("spool: %w", err)
 	}
-	cleanup := func() {
-		f.Close()
-		os.Remove(f.Name())
+	cleanup := func() { // best effort: the spool is a private temporary file
+		_ = f.Close()
+		_ = os.Remove(f.Name())
 	}
 	if _, err := buf.WriteTo(f); err != nil {
 		cleanup()

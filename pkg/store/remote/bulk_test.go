@@ -18,7 +18,7 @@ func TestReadMessages(t *testing.T) {
 	msgs := testmail.Generate(testmail.Options{Seed: 31, Count: 40, MaxAttachment: 16 << 10})
 	infos := populate(t, srv, msgs)
 	st := dialTest(t, srv, nil)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	mb := openBox(t, st, "INBOX")
 	var uids []store.UID
 	for _, mi := range infos {
@@ -57,7 +57,7 @@ func TestReadMessagesCut(t *testing.T) {
 	infos := populate(t, srv, msgs)
 	p := newFaultProxy(t, srv.Addr)
 	st := dialVia(t, srv, plainURL(p.addr()), 5*time.Second)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	mb := openBox(t, st, "INBOX")
 	var uids []store.UID
 	var total int

@@ -87,7 +87,7 @@ func (c *watchedConn) SetWriteDeadline(time.Time) error { return nil }
 // cannot be used again.
 func (s *session) kill() {
 	s.dead.Store(true)
-	s.raw.Close()
+	_ = s.raw.Close()
 }
 
 // stopReader kills the connection and waits for go-imap's reader
@@ -253,12 +253,12 @@ func (st *Store) connect(parent context.Context) (*session, error) {
 		return fail(fmt.Errorf("connect to %s: %w", ep.Addr(), err))
 	}
 	// Until the session is handed out, the context owns the connection.
-	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = raw.Close() })
 	ok := false
 	defer func() {
 		stop()
 		if !ok {
-			raw.Close()
+			_ = raw.Close()
 		}
 	}()
 	if ep.Security == NoTLS {
@@ -269,7 +269,7 @@ func (st *Store) connect(parent context.Context) (*session, error) {
 	}
 	id := st.connSeq.Add(1)
 	tr := newTracer(st.cfg.DebugWriter, st.log.With("conn", id))
-	var conn net.Conn = raw
+	conn := raw
 	var greeting string
 	switch ep.Security {
 	case ImplicitTLS:
@@ -307,7 +307,7 @@ func (st *Store) connect(parent context.Context) (*session, error) {
 	defer func() {
 		if !ok {
 			s.kill()
-			go c.Close()
+			go func() { _ = c.Close() }()
 		}
 	}()
 	if err := c.WaitGreeting(); err != nil {

@@ -44,7 +44,7 @@ func roundTrip(t *testing.T, st *Store) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	defer mb.Close()
+	defer func() { _ = mb.Close() }()
 	m := testmail.Corpus()[0]
 	uid, err := mb.Append(t.Context(), bytes.NewReader(m.Raw), store.AppendOptions{Date: m.Date})
 	if err != nil {
@@ -54,7 +54,7 @@ func roundTrip(t *testing.T, st *Store) {
 	if err != nil {
 		t.Fatalf("OpenMessage: %v", err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	var got bytes.Buffer
 	if _, err := got.ReadFrom(rc); err != nil {
 		t.Fatalf("read: %v", err)
@@ -75,7 +75,7 @@ func TestDialModes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			trace := &syncBuffer{}
 			st := dialTest(t, srv, func(c *Config) { c.URL = tc.url; c.DebugWriter = trace })
-			defer st.Close()
+			defer func() { _ = st.Close() }()
 			roundTrip(t, st)
 			tr := trace.String()
 			if strings.Contains(tr, servetest.DefaultPassword) {
@@ -186,7 +186,7 @@ func TestDialRefusals(t *testing.T) {
 		if err != nil {
 			t.Skip("cannot listen on 127.0.0.2")
 		}
-		l.Close()
+		_ = l.Close()
 		p := newFaultProxyOn(t, "127.0.0.2:0", srv.TLSAddr)
 		cfg := base
 		cfg.URL = "imaps://alice@" + p.addr()
@@ -211,7 +211,7 @@ func TestDialRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		addr := l.Addr().String()
-		l.Close()
+		_ = l.Close()
 		cfg := base
 		cfg.URL = "imap://alice@" + addr + "?tls=none"
 		_, err = Dial(ctx, cfg)
@@ -227,12 +227,12 @@ func TestDialRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer l.Close()
+		defer func() { _ = l.Close() }()
 		go func() {
 			var conns []net.Conn
 			defer func() {
 				for _, c := range conns {
-					c.Close()
+					_ = c.Close()
 				}
 			}()
 			for {

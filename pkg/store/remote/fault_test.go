@@ -40,7 +40,7 @@ func openBox(t testing.TB, st *Store, name string) *Mailbox {
 	if err != nil {
 		t.Fatalf("Open(%q): %v", name, err)
 	}
-	t.Cleanup(func() { mb.Close() })
+	t.Cleanup(func() { _ = mb.Close() })
 	return mb
 }
 
@@ -49,7 +49,7 @@ func openBox(t testing.TB, st *Store, name string) *Mailbox {
 func populate(t testing.TB, srv *servetest.Server, msgs []testmail.Message) []store.MessageInfo {
 	t.Helper()
 	st := dialTest(t, srv, func(c *Config) { c.URL = plainURL(srv.Addr) })
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	mb := openBox(t, st, "INBOX")
 	for _, m := range msgs {
 		var fl []store.Flag
@@ -97,7 +97,7 @@ func readAll(t testing.TB, mb *Mailbox, uid store.UID) []byte {
 	if err != nil {
 		t.Fatalf("OpenMessage(%d): %v", uid, err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	b, err := io.ReadAll(rc)
 	if err != nil {
 		t.Fatalf("read UID %d: %v", uid, err)
@@ -116,7 +116,7 @@ func TestFaultMessagesCut(t *testing.T) {
 	p := newFaultProxy(t, srv.Addr)
 	p.cutAfter.Store(16 << 10)
 	st := dialVia(t, srv, plainURL(p.addr()), 10*time.Second)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	st.batch = 64 // several pipelined FETCH commands per round
 	mb := openBox(t, st, "INBOX")
 	sameInfos(t, "Messages", listAll(t, mb), want, true)
@@ -146,7 +146,7 @@ func TestFaultLargeMessagesCut(t *testing.T) {
 	p := newFaultProxy(t, srv.TLSAddr)
 	p.cutAfter.Store(64 << 10)
 	st := dialVia(t, srv, "imaps://alice@"+p.addr(), 10*time.Second)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	mb := openBox(t, st, "INBOX")
 	for i, mi := range infos {
 		got := readAll(t, mb, mi.UID)
@@ -162,7 +162,9 @@ func TestFaultLargeMessagesCut(t *testing.T) {
 	if _, err := io.CopyN(io.Discard, rc, 1000); err != nil {
 		t.Fatal(err)
 	}
-	rc.Close()
+	if err := rc.Close(); err != nil {
+		t.Errorf("early Close: %v", err)
+	}
 	if got := readAll(t, mb, infos[0].UID); !bytes.Equal(got, msgs[0].Raw) {
 		t.Errorf("read after an early Close differs")
 	}
@@ -178,10 +180,10 @@ func TestFaultAppendReplyLost(t *testing.T) {
 	srv := servetest.Start(t, servetest.Options{NoSync: true})
 	p := newFaultProxy(t, srv.Addr)
 	st := dialVia(t, srv, plainURL(p.addr()), 500*time.Millisecond)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	mb := openBox(t, st, "INBOX")
 	direct := dialTest(t, srv, func(c *Config) { c.URL = plainURL(srv.Addr) })
-	defer direct.Close()
+	defer func() { _ = direct.Close() }()
 	dmb := openBox(t, direct, "INBOX")
 	count := func(id string) int {
 		n := 0
@@ -235,7 +237,7 @@ func TestFaultAppendCut(t *testing.T) {
 	p := newFaultProxy(t, srv.Addr)
 	p.cutAfter.Store(16 << 10)
 	st := dialVia(t, srv, plainURL(p.addr()), 5*time.Second)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	mb := openBox(t, st, "INBOX")
 	msgs := testmail.Generate(testmail.Options{Seed: 11, Count: 100, MaxAttachment: 8 << 10})
 	ok := map[string]store.UID{}
@@ -256,7 +258,7 @@ func TestFaultAppendCut(t *testing.T) {
 		}
 	}
 	direct := dialTest(t, srv, func(c *Config) { c.URL = plainURL(srv.Addr) })
-	defer direct.Close()
+	defer func() { _ = direct.Close() }()
 	seen := map[string]int{}
 	for _, mi := range listAll(t, openBox(t, direct, "INBOX")) {
 		id := mi.MessageID[1 : len(mi.MessageID)-1]
@@ -292,7 +294,7 @@ func TestFaultServerRestart(t *testing.T) {
 	want := populate(t, srv, msgs)
 	p := newFaultProxy(t, srv.Addr)
 	st := dialVia(t, srv, plainURL(p.addr()), 5*time.Second)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	st.batch = 10
 	mb := openBox(t, st, "INBOX")
 	var got []store.MessageInfo
@@ -344,7 +346,7 @@ func TestFaultStalledServer(t *testing.T) {
 	want := populate(t, srv, testmail.Generate(testmail.Options{Seed: 3, Count: 20, MaxAttachment: 1024}))
 	p := newFaultProxy(t, srv.Addr)
 	st := dialVia(t, srv, plainURL(p.addr()), 300*time.Millisecond)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	mb := openBox(t, st, "INBOX")
 	p.muteWhenClientSends("UID FETCH")
 	sameInfos(t, "Messages with a stall", listAll(t, mb), want, true)
@@ -363,7 +365,7 @@ func TestStreamCancel(t *testing.T) {
 	msgs := []testmail.Message{testmail.BigAttachment(1, 1<<20)}
 	infos := populate(t, srv, msgs)
 	st := dialTest(t, srv, nil)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	mb := openBox(t, st, "INBOX")
 	ctx, cancel := context.WithCancel(t.Context())
 	rc, _, err := mb.OpenMessage(ctx, infos[0].UID)
@@ -377,7 +379,9 @@ func TestStreamCancel(t *testing.T) {
 	if _, err := io.Copy(io.Discard, rc); !errors.Is(err, context.Canceled) {
 		t.Errorf("read after cancel: %v, want context.Canceled", err)
 	}
-	rc.Close()
+	if err := rc.Close(); err != nil {
+		t.Errorf("Close after cancel: %v", err)
+	}
 	if got := readAll(t, mb, infos[0].UID); !bytes.Equal(got, msgs[0].Raw) {
 		t.Errorf("read after a cancelled stream differs")
 	}
@@ -389,7 +393,7 @@ func TestUIDValidityChange(t *testing.T) {
 	srv := servetest.Start(t, servetest.Options{NoSync: true})
 	p := newFaultProxy(t, srv.Addr)
 	st := dialVia(t, srv, plainURL(p.addr()), 5*time.Second)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	if err := st.Create(t.Context(), "Box", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +403,7 @@ func TestUIDValidityChange(t *testing.T) {
 	}
 	old := mb.UIDValidity()
 	direct := dialTest(t, srv, func(c *Config) { c.URL = plainURL(srv.Addr) })
-	defer direct.Close()
+	defer func() { _ = direct.Close() }()
 	for i := 0; ; i++ {
 		if err := direct.Delete(t.Context(), "Box"); err != nil {
 			t.Fatal(err)
@@ -436,7 +440,7 @@ func TestMoveWithoutMOVE(t *testing.T) {
 	msgs := testmail.Generate(testmail.Options{Seed: 2, Count: 8, MaxAttachment: 1024})
 	infos := populate(t, srv, msgs)
 	st := dialTest(t, srv, func(c *Config) { c.URL = plainURL(srv.Addr) })
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	// Pretend the server lacks MOVE (and IMAP4rev2, which implies it).
 	delete(st.caps, imap.CapMove)
 	delete(st.caps, imap.CapIMAP4rev2)

@@ -266,7 +266,7 @@ func (l *link) drop() {
 		return
 	}
 	s.kill()
-	go s.c.Close()
+	go func() { _ = s.c.Close() }() // the connection is already dead
 }
 
 // selectMailbox selects the link's mailbox on s and checks that its

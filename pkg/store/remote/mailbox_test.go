@@ -26,7 +26,7 @@ func TestAppendUnknownSize(t *testing.T) {
 	t.Setenv("TMPDIR", tmp)
 	srv := servetest.Start(t, servetest.Options{NoSync: true})
 	st := dialTest(t, srv, nil)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	mb := openBox(t, st, "INBOX")
 	for _, n := range []int{10 << 10, 3 << 20} {
 		m := testmail.BigAttachment(int64(n), n)
@@ -47,7 +47,7 @@ func TestAppendUnknownSize(t *testing.T) {
 			t.Fatal(err)
 		}
 		uid, err = mb.Append(t.Context(), fh, store.AppendOptions{})
-		fh.Close()
+		_ = fh.Close() // read only
 		if err != nil {
 			t.Fatalf("Append from a file: %v", err)
 		}
@@ -63,7 +63,7 @@ func TestAppendUnknownSize(t *testing.T) {
 func TestAppendSourceFails(t *testing.T) {
 	srv := servetest.Start(t, servetest.Options{NoSync: true})
 	st := dialTest(t, srv, nil)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	mb := openBox(t, st, "INBOX")
 	m := testmail.BigAttachment(1, 50<<10)
 	// Shorter than announced.
@@ -105,7 +105,7 @@ func TestMessagesConcurrentExpunge(t *testing.T) {
 	srv := servetest.Start(t, servetest.Options{NoSync: true})
 	infos := populate(t, srv, testmail.Generate(testmail.Options{Seed: 4, Count: 30, MaxAttachment: 1024}))
 	st := dialTest(t, srv, nil)
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	st.batch = 5
 	mb := openBox(t, st, "INBOX")
 	other := openBox(t, st, "INBOX")
@@ -145,7 +145,7 @@ func TestLoggerRedacts(t *testing.T) {
 			c.Logger = log
 		})
 		roundTrip(t, st)
-		st.Close()
+		_ = st.Close()
 		out := buf.String()
 		if strings.Contains(out, servetest.DefaultPassword) && !strings.Contains(out, "user=alice") {
 			t.Errorf("auth=%s: the log contains the password:\n%s", auth, out)

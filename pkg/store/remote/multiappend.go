@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -124,7 +125,7 @@ func (m *Mailbox) appendEach(ctx context.Context, items []store.BatchItem) ([]st
 			return uids, err
 		}
 		uid, err := m.AppendSize(ctx, rc, size, it.Opts)
-		rc.Close()
+		closeSource(rc)
 		if err != nil {
 			return uids, err
 		}
@@ -162,69 +163,59 @@ func (s *session) multiAppend(ctx context.Context, st *Store, mailbox string, it
 	s.tags++
 	tag := "M" + strconv.FormatUint(s.tags, 10)
 	rw.tag = tag
-	w.WriteString(tag)
-	w.WriteString(" APPEND ")
-	writeMailbox(w, mailbox, s.utf8)
+	// Each piece of the command is put together in line and written with
+	// one Write; a bufio.Writer's error sticks, and Flush reports it.
+	line := append([]byte(tag), " APPEND "...)
+	line = appendMailbox(line, mailbox, s.utf8)
 	limit, hasLimit := st.caps.AppendLimit()
+	literalPlus, literalMinus := s.caps.Has(imap.CapLiteralPlus), s.caps.Has(imap.CapLiteralMinus)
 	for i, it := range items {
 		rc, size, err := it.Open(ctx)
-		if err == nil && size < 0 {
-			rc.Close()
-			err = fmt.Errorf("item %d: negative size %d", i, size)
-		}
-		if err == nil && hasLimit && limit != nil && size > int64(*limit) {
-			rc.Close()
-			err = fmt.Errorf("append %d bytes to %q: the server's APPENDLIMIT is %d: %w", size, mailbox, *limit, store.ErrTooBig)
+		if err == nil {
+			switch {
+			case size < 0:
+				err = fmt.Errorf("item %d: negative size %d", i, size)
+			case hasLimit && limit != nil && size > int64(*limit):
+				err = fmt.Errorf("append %d bytes to %q: the server's APPENDLIMIT is %d: %w", size, mailbox, *limit, store.ErrTooBig)
+			}
+			var flags []imap.Flag
+			if err == nil {
+				flags, err = imapFlags(it.Opts.Flags)
+			}
+			if err == nil {
+				sync := !literalPlus && (!literalMinus || size > 4096)
+				line = appendAnnouncement(line, flags, it.Opts.Date, size, sync)
+				if _, err := w.Write(line); err != nil {
+					closeSource(rc)
+					s.kill()
+					return res, nil, &notSentError{err: err, retry: retry}
+				}
+				line = line[:0]
+				if sync {
+					if err := w.Flush(); err != nil {
+						closeSource(rc)
+						s.kill()
+						return res, nil, &notSentError{err: err, retry: retry}
+					}
+					if err := rw.goAhead(); err != nil {
+						closeSource(rc)
+						return res, nil, err
+					}
+				}
+			} else {
+				closeSource(rc)
+			}
 		}
 		if err != nil {
 			if i == 0 {
-				return res, err, nil // nothing was written: the buffer is dropped
+				return res, err, nil // nothing was written: the command is dropped
 			}
 			openErr = err
 			break
 		}
-		flags, ferr := imapFlags(it.Opts.Flags)
-		if ferr != nil {
-			rc.Close()
-			if i == 0 {
-				return res, ferr, nil
-			}
-			openErr = ferr
-			break
-		}
-		w.WriteString(" (")
-		for j, f := range flags {
-			if j > 0 {
-				w.WriteByte(' ')
-			}
-			w.WriteString(string(f))
-		}
-		w.WriteByte(')')
-		if !it.Opts.Date.IsZero() {
-			w.WriteString(` "`)
-			w.WriteString(it.Opts.Date.Format("02-Jan-2006 15:04:05 -0700"))
-			w.WriteByte('"')
-		}
-		sync := !s.caps.Has(imap.CapLiteralPlus) && !(s.caps.Has(imap.CapLiteralMinus) && size <= 4096)
-		fmt.Fprintf(w, " {%d", size)
-		if !sync {
-			w.WriteByte('+')
-		}
-		w.WriteString("}\r\n")
-		if sync {
-			if err := w.Flush(); err != nil {
-				rc.Close()
-				s.kill()
-				return res, nil, &notSentError{err: err, retry: retry}
-			}
-			if err := rw.goAhead(); err != nil {
-				rc.Close()
-				return res, nil, err
-			}
-		}
 		src := &sourceReader{r: rc, touch: s.touch}
 		_, err = io.CopyN(w, src, size)
-		rc.Close()
+		closeSource(rc)
 		if err != nil {
 			// The literal is incomplete: the server cannot have stored
 			// anything, and the command cannot be finished.
@@ -245,7 +236,10 @@ func (s *session) multiAppend(ctx context.Context, st *Store, mailbox string, it
 		return res, nil, &notSentError{err: err, retry: retry}
 	}
 	// From the end of the line on, the server may carry out the command.
-	w.WriteString("\r\n")
+	if _, err := w.Write(append(line, "\r\n"...)); err != nil {
+		s.kill()
+		return res, nil, &connLostError{err: err}
+	}
 	if err := w.Flush(); err != nil {
 		s.kill()
 		return res, nil, &connLostError{err: err}
@@ -264,29 +258,56 @@ func (s *session) multiAppend(ctx context.Context, st *Store, mailbox string, it
 	return res, openErr, nil
 }
 
-// writeMailbox writes a mailbox name as go-imap does: INBOX as an atom,
-// others in modified UTF-7 (or UTF-8 with '&' escaped), quoted, or as a
-// literal when quoting cannot carry them (names with CR or LF, which
-// stores refuse anyway, are sent quoted and fail on the server).
-func writeMailbox(w *bufio.Writer, name string, utf8 bool) {
+// appendMailbox appends a mailbox name as go-imap writes it: INBOX as an
+// atom, others in modified UTF-7 (or UTF-8 with '&' escaped), quoted
+// (names with CR or LF, which stores refuse anyway, fail on the server).
+func appendMailbox(b []byte, name string, utf8 bool) []byte {
 	if strings.EqualFold(name, "INBOX") {
-		w.WriteString("INBOX")
-		return
+		return append(b, "INBOX"...)
 	}
 	if utf8 {
 		name = mutf7.Escape(name)
 	} else {
 		name = mutf7.Encode(name)
 	}
-	w.WriteByte('"')
+	b = append(b, '"')
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; c == '"' || c == '\\' {
-			w.WriteByte('\\')
+			b = append(b, '\\')
 		}
-		w.WriteByte(name[i])
+		b = append(b, name[i])
 	}
-	w.WriteByte('"')
+	return append(b, '"')
 }
+
+// appendAnnouncement appends one message's APPEND arguments up to its
+// literal: " (flags) "date" {size+}" and CRLF ({size} when the literal is
+// synchronising).
+func appendAnnouncement(b []byte, flags []imap.Flag, date time.Time, size int64, sync bool) []byte {
+	b = append(b, " ("...)
+	for j, f := range flags {
+		if j > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, f...)
+	}
+	b = append(b, ')')
+	if !date.IsZero() {
+		b = append(b, " \""...)
+		b = date.AppendFormat(b, "02-Jan-2006 15:04:05 -0700")
+		b = append(b, '"')
+	}
+	b = append(b, " {"...)
+	b = strconv.AppendInt(b, size, 10)
+	if !sync {
+		b = append(b, '+')
+	}
+	return append(b, "}\r\n"...)
+}
+
+// closeSource closes a message stream read to its end (or abandoned with
+// the command): its error changes nothing.
+func closeSource(rc io.Closer) { _ = rc.Close() }
 
 // rawExchange reads the replies to one raw command.
 type rawExchange struct {

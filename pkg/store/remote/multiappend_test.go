@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/imapctl/imapctl/internal/dovecottest"
 	"github.com/imapctl/imapctl/internal/testmail"
 	"github.com/imapctl/imapctl/pkg/store"
@@ -51,7 +53,7 @@ func dialDovecot(t testing.TB, d *dovecottest.Dovecot, user, url string, mutate 
 	if err != nil {
 		t.Fatalf("Dial(%s): %v", cfg.URL, err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { _ = st.Close() })
 	return st
 }
 
@@ -424,4 +426,43 @@ func FuzzRespLine(f *testing.F) {
 			t.Fatalf("literalAtEnd(%q) = %d", s, n)
 		}
 	})
+}
+
+func TestAppendMailbox(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		utf8 bool
+		want string
+	}{
+		{"INBOX", false, "INBOX"},
+		{"inbox", true, "INBOX"},
+		{"Réunions", false, `"R&AOk-unions"`},
+		{"Réunions", true, `"Réunions"`},
+		{"Q&A", false, `"Q&-A"`},
+		{"Q&A", true, `"Q&-A"`},
+		{`a"b\c`, false, `"a\"b\\c"`},
+		{"Archive/2019", false, `"Archive/2019"`},
+	} {
+		if got := string(appendMailbox(nil, c.name, c.utf8)); got != c.want {
+			t.Errorf("appendMailbox(%q, utf8=%v) = %s, want %s", c.name, c.utf8, got, c.want)
+		}
+	}
+}
+
+func TestAppendAnnouncement(t *testing.T) {
+	date := time.Date(2024, 3, 5, 7, 8, 9, 0, time.FixedZone("", -(4*3600+30*60)))
+	for _, c := range []struct {
+		flags []imap.Flag
+		date  time.Time
+		size  int64
+		sync  bool
+		want  string
+	}{
+		{[]imap.Flag{`\Seen`, "$Forwarded"}, date, 1234, false, ` (\Seen $Forwarded) "05-Mar-2024 07:08:09 -0430" {1234+}` + "\r\n"},
+		{nil, time.Time{}, 0, true, ` () {0}` + "\r\n"},
+	} {
+		if got := string(appendAnnouncement(nil, c.flags, c.date, c.size, c.sync)); got != c.want {
+			t.Errorf("appendAnnouncement = %q, want %q", got, c.want)
+		}
+	}
 }

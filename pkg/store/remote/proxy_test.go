@@ -59,12 +59,12 @@ func (p *faultProxy) cutAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
-		c.Close()
+		_ = c.Close()
 	}
 }
 
 func (p *faultProxy) close() {
-	p.ln.Close()
+	_ = p.ln.Close()
 	p.cutAll()
 	p.wg.Wait()
 }
@@ -96,14 +96,14 @@ func (p *faultProxy) handle(client net.Conn) {
 	defer p.wg.Done()
 	server, err := net.Dial("tcp", *p.target.Load())
 	if err != nil {
-		client.Close()
+		_ = client.Close()
 		return
 	}
 	p.track(client, true)
 	p.track(server, true)
 	defer func() {
-		client.Close()
-		server.Close()
+		_ = client.Close()
+		_ = server.Close()
 		p.track(client, false)
 		p.track(server, false)
 	}()
@@ -116,8 +116,8 @@ func (p *faultProxy) handle(client net.Conn) {
 	cut := func() {
 		once.Do(func() {
 			p.cuts.Add(1)
-			client.Close()
-			server.Close()
+			_ = client.Close()
+			_ = server.Close()
 		})
 	}
 	pump := func(dst, src net.Conn, up bool) {
@@ -135,7 +135,7 @@ func (p *faultProxy) handle(client net.Conn) {
 				if limit > 0 {
 					if after := used.Add(int64(n)); after > limit {
 						if allowed := int64(n) - (after - limit); allowed > 0 {
-							dst.Write(chunk[:allowed])
+							_, _ = dst.Write(chunk[:allowed]) // the connection is cut right after
 						}
 						return
 					}

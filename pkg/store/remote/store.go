@@ -131,7 +131,7 @@ func Dial(ctx context.Context, cfg Config) (*Store, error) {
 		return nil
 	})
 	if err != nil {
-		st.ctl.close()
+		_ = st.ctl.close() // err is what matters
 		return nil, fmt.Errorf("%s: %w", ep, err)
 	}
 	return st, nil
@@ -430,7 +430,7 @@ func (st *Store) OpenMailbox(ctx context.Context, name string) (*Mailbox, error)
 	name = canonicalName(name)
 	m := &Mailbox{st: st, name: name, l: newLink(st, name)}
 	if err := m.l.call(ctx, "SELECT", opRetry, func(*session) error { return nil }); err != nil {
-		m.l.close()
+		_ = m.l.close() // err is what matters
 		return nil, fmt.Errorf("open %q: %w", name, err)
 	}
 	return m, nil

@@ -102,8 +102,11 @@ func (t *tracer) feed(fromClient bool, p []byte) {
 			if n > ls.literal {
 				n = ls.literal
 			}
-			if !(fromClient && t.secretTag != nil) && t.w != nil {
-				t.w.Write(p[:n])
+			// A client literal within LOGIN or AUTHENTICATE is a secret.
+			secret := fromClient && t.secretTag != nil
+			if !secret && t.w != nil {
+				// The trace is best effort: it must not fail the connection.
+				_, _ = t.w.Write(p[:n])
 			}
 			ls.literal -= n
 			p = p[n:]
@@ -145,10 +148,11 @@ func (t *tracer) emit(fromClient bool, line []byte, whole bool) {
 		prefix = "C: "
 	}
 	if t.w != nil {
-		t.w.Write([]byte(prefix))
-		t.w.Write(out)
+		// The trace is best effort: it must not fail the connection.
+		_, _ = t.w.Write([]byte(prefix))
+		_, _ = t.w.Write(out)
 		if !whole {
-			t.w.Write([]byte("\r\n"))
+			_, _ = t.w.Write([]byte("\r\n"))
 		}
 	}
 	if t.log != nil && whole && (fromClient || isStatusLine(out)) {

@@ -108,8 +108,19 @@ func open(t *testing.T, s store.Store, name string) store.Mailbox {
 	if err != nil {
 		t.Fatalf("Open(%q): %v", name, err)
 	}
-	t.Cleanup(func() { mb.Close() })
+	t.Cleanup(func() { closeMailbox(t, mb) })
 	return mb
+}
+
+// closeMailbox closes mb and fails the test if Close fails. The cleanup of
+// open closes again a mailbox the test closed itself, which must not fail
+// either.
+func closeMailbox(t *testing.T, mb store.Mailbox) {
+	t.Helper()
+	name := mb.Name()
+	if err := mb.Close(); err != nil {
+		t.Errorf("Close(%q): %v", name, err)
+	}
 }
 
 // createOpen creates a mailbox (unless it is INBOX) and opens it.
@@ -217,7 +228,11 @@ func read(t *testing.T, mb store.Mailbox, uid store.UID) []byte {
 	if err != nil {
 		t.Fatalf("OpenMessage(%q, %d): %v", mb.Name(), uid, err)
 	}
-	defer rc.Close()
+	defer func() {
+		if err := rc.Close(); err != nil {
+			t.Errorf("close UID %d of %q: %v", uid, mb.Name(), err)
+		}
+	}()
 	data, err := io.ReadAll(rc)
 	if err != nil {
 		t.Fatalf("read UID %d of %q: %v", uid, mb.Name(), err)
@@ -410,7 +425,7 @@ func testDelete(t *testing.T, s store.Store) {
 	name := create(t, s, "Doomed")
 	mb := open(t, s, name)
 	appendN(t, mb, 3)
-	mb.Close()
+	closeMailbox(t, mb)
 	if err := s.Delete(t.Context(), name); err != nil {
 		t.Fatalf("Delete(%q): %v", name, err)
 	}
@@ -431,7 +446,7 @@ func testDeleteRecreate(t *testing.T, s store.Store) {
 	mb := open(t, s, name)
 	uid1 := appendMsg(t, mb, msgs[0])
 	st1 := status(t, mb)
-	mb.Close()
+	closeMailbox(t, mb)
 	if err := s.Delete(t.Context(), name); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
@@ -454,10 +469,10 @@ func testRename(t *testing.T, s store.Store) {
 	mb := open(t, s, old)
 	appendMsg(t, mb, msgs[0])
 	appendMsg(t, mb, msgs[1])
-	mb.Close()
+	closeMailbox(t, mb)
 	cb := open(t, s, oldChild)
 	appendMsg(t, cb, msgs[2])
-	cb.Close()
+	closeMailbox(t, cb)
 
 	renamed := mboxName(s, "New Name")
 	if err := s.Rename(t.Context(), old, renamed); err != nil {
@@ -750,7 +765,7 @@ func testUnknownUID(t *testing.T, s store.Store) {
 	for _, u := range []store.UID{uids[2] + 1, uids[2] + 1000, 4000000000} {
 		rc, _, err := mb.OpenMessage(t.Context(), u)
 		if err == nil {
-			rc.Close()
+			_ = rc.Close() // it should not have opened
 		}
 		wantErr(t, fmt.Sprintf("OpenMessage(%d)", u), err, store.ErrNoMessage)
 	}
@@ -847,7 +862,7 @@ func testExpunge(t *testing.T, s store.Store) {
 			}
 			rc, _, err := mb.OpenMessage(t.Context(), u)
 			if err == nil {
-				rc.Close()
+				_ = rc.Close() // it should not have opened
 			}
 			wantErr(t, fmt.Sprintf("OpenMessage(%d) after Expunge", u), err, store.ErrNoMessage)
 			continue
@@ -888,7 +903,7 @@ func testExpungeLastKeepsUIDNext(t *testing.T, s store.Store) {
 	if after.UIDNext < before.UIDNext {
 		t.Errorf("UIDNEXT went back from %d to %d", before.UIDNext, after.UIDNext)
 	}
-	mb.Close()
+	closeMailbox(t, mb)
 	mb = open(t, s, mboxName(s, "Emptied"))
 	st := status(t, mb)
 	if st.UIDValidity == before.UIDValidity && st.UIDNext < before.UIDNext {
@@ -1049,7 +1064,7 @@ func testNonASCIIAndDeepNames(t *testing.T, s store.Store) {
 			t.Errorf("Name() = %q, want %q", mb.Name(), name)
 		}
 		appendMsg(t, mb, msgs[i])
-		mb.Close()
+		closeMailbox(t, mb)
 	}
 	got := list(t, s)
 	for i, name := range created {
