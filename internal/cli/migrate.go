@@ -33,6 +33,8 @@ type MigrateOptions struct {
 	NoState                          bool
 	NoBatch                          bool
 	NoSplit                          bool
+	Accounts                         string
+	AccountsParallel                 int
 	JSON, Quiet                      bool
 	LogLevel                         string
 }
@@ -58,8 +60,12 @@ unchanged re-run is quick; it is only a cache: without it messages are
 matched by Message-ID and size (or a hash of the header block). Ctrl-C stops
 cleanly and a re-run resumes; so does a re-run after a crash.
 
+With --accounts FILE, many account pairs are migrated, --accounts-parallel
+at a time, each as above, with a table (or --json report) of accounts.
+
 Exit codes: 0 everything copied (and verified with --verify), 3 some
-messages failed or verification found gaps, 4 authentication failed,
+messages failed or verification found gaps (with --accounts: some
+accounts did not complete, in different ways), 4 authentication failed,
 2 usage or configuration error, 11 another run holds this account's state,
 75 a server asked to come back later, 130 interrupted.`,
 		Example: `  export IMAPCTL_FROM_PASSWORD=... IMAPCTL_TO_PASSWORD=...
@@ -71,6 +77,11 @@ messages failed or verification found gaps, 4 authentication failed,
   # rename folders, skip one, machine-readable report
   imapctl migrate --from imaps://a@old --to imaps://a@new \
       --map 'Old Projects/(.*)=Archive/$1' --exclude 'Junk' --json > report.json
+
+  # many accounts: a CSV file, one account pair per line (chmod 600 when it holds passwords)
+  #   from,to,from_password,to_password
+  #   imaps://alice@old.example.com,imaps://alice@new.example.com,old-secret,new-secret
+  imapctl migrate --accounts accounts.csv --accounts-parallel 4 --verify
 
   # a test server with a self-signed certificate
   imapctl migrate --from imaps://alice@127.0.0.1:1993 --to imaps://bob@127.0.0.1:2993 --ca /tmp/mail/tls/cert.pem`,
@@ -97,6 +108,8 @@ messages failed or verification found gaps, 4 authentication failed,
 	f.BoolVar(&o.NoState, "no-state", false, "keep no state: match every message by identity")
 	f.BoolVar(&o.NoBatch, "no-batch", false, "one APPEND per message, even when the target offers MULTIAPPEND")
 	f.BoolVar(&o.NoSplit, "no-split", false, "copy each folder over one connection, in UID order (big folders are otherwise shared by idle connections)")
+	f.StringVar(&o.Accounts, "accounts", "", "migrate many account pairs listed in FILE (CSV: from,to[,from_password,to_password,from_password_file,to_password_file]) instead of --from/--to")
+	f.IntVar(&o.AccountsParallel, "accounts-parallel", DefaultAccountsParallel, "with --accounts: account pairs migrated at a time (each with --parallel folders)")
 	f.BoolVar(&o.JSON, "json", false, "write the report as JSON to stdout (progress stays on stderr)")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "no progress output")
 	f.StringVar(&o.LogLevel, "log-level", "warn", "log level on stderr: debug, info, warn or error")
@@ -126,13 +139,18 @@ func migratePassword(e *env, file, envName, side string) (string, error) {
 
 func (o *MigrateOptions) validate() error {
 	if o.From == "" || o.To == "" {
-		return usageErr("both --from and --to are required")
+		return usageErr("both --from and --to are required (or --accounts FILE)")
 	}
 	for _, u := range []struct{ flag, val string }{{"from", o.From}, {"to", o.To}} {
 		if _, err := remote.ParseURL(u.val); err != nil {
 			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--%s: %w", u.flag, err)}
 		}
 	}
+	return o.validateShared()
+}
+
+// validateShared checks the flags that apply to every account.
+func (o *MigrateOptions) validateShared() error {
 	if o.Parallel < 1 || o.Parallel > 64 {
 		return usageErr("--parallel %d: want 1 to 64", o.Parallel)
 	}
@@ -148,14 +166,16 @@ func (o *MigrateOptions) validate() error {
 }
 
 func runMigrate(ctx context.Context, e *env, o *MigrateOptions) error {
+	if o.Accounts != "" {
+		return runMigrateAccounts(ctx, e, o)
+	}
 	if err := o.validate(); err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
-		return usageErr("invalid --log-level %q", o.LogLevel)
+	rt, err := o.runtime(e)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 	fromPW, err := migratePassword(e, o.FromPasswordFile, "IMAPCTL_FROM_PASSWORD", "from")
 	if err != nil {
 		return err
@@ -164,83 +184,11 @@ func runMigrate(ctx context.Context, e *env, o *MigrateOptions) error {
 	if err != nil {
 		return err
 	}
-	var roots *x509.CertPool
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return usageErr("--ca: %v", err)
-		}
-		roots, err = x509.SystemCertPool()
-		if err != nil || roots == nil {
-			roots = x509.NewCertPool()
-		}
-		if !roots.AppendCertsFromPEM(pem) {
-			return usageErr("--ca %s: no PEM certificate found", o.CAFile)
-		}
-	}
-	fromEP, _ := remote.ParseURL(o.From)
-	toEP, _ := remote.ParseURL(o.To)
-	account := fromEP.String() + " -> " + toEP.String()
-
-	stateDir := o.StateDir
-	if !o.NoState && stateDir == "" {
-		if stateDir, err = sync.DefaultStateDir(); err != nil {
-			return usageErr("no default state directory (%v): give --state DIR or --no-state", err)
-		}
-	}
-	if o.NoState {
-		stateDir = ""
-	}
-	if stateDir != "" && !o.DryRun {
-		unlock, err := lockAccount(stateDir, account)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-	}
-
-	dial := func(url, pw string) (*remote.Store, error) {
-		return remote.Dial(ctx, remote.Config{URL: url, Password: pw, RootCAs: roots,
-			InsecureSkipVerify: o.InsecureSkipVerify, Logger: log})
-	}
-	src, err := dial(o.From, fromPW)
-	if err != nil {
-		return remoteErr("source", err)
-	}
-	// Closing logs out; what was copied is already acknowledged, so a failed
-	// LOGOUT changes nothing.
-	defer func() { _ = src.Close() }()
-	dst, err := dial(o.To, toPW)
-	if err != nil {
-		return remoteErr("target", err)
-	}
-	defer func() { _ = dst.Close() }()
-
 	var prog *ui.Progress
-	opts := sync.Options{
-		Account: account, StateDir: stateDir, Include: o.Include, Exclude: o.Exclude,
-		Delete: o.Delete, DryRun: o.DryRun, Verify: o.Verify, Parallel: o.Parallel, NoBatch: o.NoBatch, NoSplit: o.NoSplit, Logger: log,
-	}
-	for _, m := range o.Maps {
-		mp, _ := sync.ParseMapping(m)
-		opts.Maps = append(opts.Maps, mp)
-	}
 	if !o.Quiet && !o.DryRun {
 		prog = ui.NewProgress(e.stderr, ui.ProgressOptions{Title: "migrate", Bar: ui.IsTerminal(e.stderr) && !o.JSON})
-		opts.Progress = sync.Progress{
-			FolderStart: func(f sync.FolderMap, n int, bytes int64) {
-				prog.AddTotal(int64(n), bytes)
-				if n > 0 {
-					prog.SetActive(f.Source, fmt.Sprintf("0/%d", n))
-				}
-			},
-			Copied: func(folder string, bytes int64) { prog.Add(1, bytes) },
-			FolderDone: func(r sync.FolderReport) {
-				prog.SetActive(r.Source, "")
-			},
-		}
 	}
-	rep, runErr := sync.Run(ctx, src, dst, opts)
+	rep, runErr := migrateAccount(ctx, o, rt, migrateJob{from: o.From, to: o.To, fromPW: fromPW, toPW: toPW}, prog, "")
 	if prog != nil {
 		prog.Done()
 	}
@@ -253,7 +201,112 @@ func runMigrate(ctx context.Context, e *env, o *MigrateOptions) error {
 			return err
 		}
 	}
+	if rep == nil {
+		return runErr // setup failed: already an exit error
+	}
 	return migrateExit(ctx, runErr)
+}
+
+// migrateRuntime is what every account of a run shares.
+type migrateRuntime struct {
+	log      *slog.Logger
+	roots    *x509.CertPool
+	stateDir string // "" without state
+}
+
+// runtime checks the options every account shares and sets them up.
+func (o *MigrateOptions) runtime(e *env) (*migrateRuntime, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return nil, usageErr("invalid --log-level %q", o.LogLevel)
+	}
+	rt := &migrateRuntime{log: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, usageErr("--ca: %v", err)
+		}
+		rt.roots, err = x509.SystemCertPool()
+		if err != nil || rt.roots == nil {
+			rt.roots = x509.NewCertPool()
+		}
+		if !rt.roots.AppendCertsFromPEM(pem) {
+			return nil, usageErr("--ca %s: no PEM certificate found", o.CAFile)
+		}
+	}
+	if !o.NoState {
+		rt.stateDir = o.StateDir
+		if rt.stateDir == "" {
+			var err error
+			if rt.stateDir, err = sync.DefaultStateDir(); err != nil {
+				return nil, usageErr("no default state directory (%v): give --state DIR or --no-state", err)
+			}
+		}
+	}
+	return rt, nil
+}
+
+// migrateJob is one account pair to migrate.
+type migrateJob struct {
+	from, to     string
+	fromPW, toPW string
+}
+
+// migrateAccount migrates one account pair: lock, connect both sides, run
+// the sync. A nil report means it failed before the sync started; the
+// error is then an *ExitError. prog may be nil; prefix names the account
+// in the progress display.
+func migrateAccount(ctx context.Context, o *MigrateOptions, rt *migrateRuntime, job migrateJob, prog *ui.Progress, prefix string) (*sync.Report, error) {
+	fromEP, _ := remote.ParseURL(job.from)
+	toEP, _ := remote.ParseURL(job.to)
+	account := fromEP.String() + " -> " + toEP.String()
+	if rt.stateDir != "" && !o.DryRun {
+		unlock, err := lockAccount(rt.stateDir, account)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
+	dial := func(url, pw string) (*remote.Store, error) {
+		return remote.Dial(ctx, remote.Config{URL: url, Password: pw, RootCAs: rt.roots,
+			InsecureSkipVerify: o.InsecureSkipVerify, Logger: rt.log})
+	}
+	src, err := dial(job.from, job.fromPW)
+	if err != nil {
+		return nil, remoteErr("source", err)
+	}
+	// Closing logs out; what was copied is already acknowledged, so a failed
+	// LOGOUT changes nothing.
+	defer func() { _ = src.Close() }()
+	dst, err := dial(job.to, job.toPW)
+	if err != nil {
+		return nil, remoteErr("target", err)
+	}
+	defer func() { _ = dst.Close() }()
+
+	opts := sync.Options{
+		Account: account, StateDir: rt.stateDir, Include: o.Include, Exclude: o.Exclude,
+		Delete: o.Delete, DryRun: o.DryRun, Verify: o.Verify, Parallel: o.Parallel, NoBatch: o.NoBatch, NoSplit: o.NoSplit, Logger: rt.log,
+	}
+	for _, m := range o.Maps {
+		mp, _ := sync.ParseMapping(m)
+		opts.Maps = append(opts.Maps, mp)
+	}
+	if prog != nil {
+		opts.Progress = sync.Progress{
+			FolderStart: func(f sync.FolderMap, n int, bytes int64) {
+				prog.AddTotal(int64(n), bytes)
+				if n > 0 {
+					prog.SetActive(prefix+f.Source, fmt.Sprintf("0/%d", n))
+				}
+			},
+			Copied: func(folder string, bytes int64) { prog.Add(1, bytes) },
+			FolderDone: func(r sync.FolderReport) {
+				prog.SetActive(prefix+r.Source, "")
+			},
+		}
+	}
+	return sync.Run(ctx, src, dst, opts)
 }
 
 func migrateExit(ctx context.Context, err error) error {

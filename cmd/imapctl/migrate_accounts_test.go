@@ -1,0 +1,167 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imapctl/imapctl/internal/servetest"
+	"github.com/imapctl/imapctl/internal/testmail"
+)
+
+// accountsJSON is the part of 'migrate --accounts --json' the tests read.
+type accountsJSON struct {
+	Accounts []struct {
+		Line     int    `json:"line"`
+		From     string `json:"from"`
+		To       string `json:"to"`
+		Status   string `json:"status"`
+		ExitCode int    `json:"exit_code"`
+		Error    string `json:"error"`
+		Report   *struct {
+			Totals struct {
+				Copied int `json:"copied"`
+			} `json:"totals"`
+		} `json:"report"`
+	} `json:"accounts"`
+	Totals struct {
+		Accounts int `json:"accounts"`
+		OK       int `json:"ok"`
+		Failed   int `json:"failed"`
+		Copied   int `json:"copied"`
+	} `json:"totals"`
+}
+
+// TestMigrateAccounts migrates three account pairs listed in a CSV file,
+// passwords from the environment or from the file, one of them wrong:
+// the two others are copied and verified, the third is reported with
+// exit code 4; once its password is right, a re-run copies it alone.
+func TestMigrateAccounts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	t.Parallel()
+	s := startMigrateServers(t, []string{"alice", "bob", "carol"}, []string{"alice2", "bob2", "carol2"}, servetest.Options{})
+	counts := map[string]int{}
+	for i, u := range []string{"alice", "bob", "carol"} {
+		msgs := testmail.Generate(testmail.Options{Seed: int64(40 + i), Count: 15 + 5*i, MaxAttachment: 4 << 10})
+		loadMessages(t, s.src, u, migrateSrcPass, msgs)
+		counts[u] = len(msgs)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "accounts.csv")
+	write := func(carolPW string, mode os.FileMode) {
+		t.Helper()
+		body := fmt.Sprintf(`# old server -> new server
+from,to,to_password
+%s,%s,
+%s, %s ,%s
+%s,%s,%s
+`, s.from("alice"), s.to("alice2"), s.from("bob"), s.to("bob2"), migrateDstPass, s.from("carol"), s.to("carol2"), carolPW)
+		if err := os.WriteFile(file, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(file, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("Wrong-password", 0o600)
+	state := filepath.Join(dir, "state")
+	args := []string{"--accounts", file, "--ca", s.caFile, "--state", state, "--verify", "--quiet"}
+
+	r := runMigrate(t, migrateEnv(), append(args, "--json")...)
+	r.wantExit(t, 4)
+	t.Logf("first run, stderr:\n%s", r.stderr)
+	var rep accountsJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, r.stdout)
+	}
+	if len(rep.Accounts) != 3 || rep.Totals.OK != 2 || rep.Totals.Failed != 1 || rep.Totals.Copied != counts["alice"]+counts["bob"] {
+		t.Fatalf("report: %+v", rep)
+	}
+	for i, want := range []struct {
+		line   int
+		status string
+		code   int
+	}{{3, "verified", 0}, {4, "verified", 0}, {5, "failed", 4}} {
+		a := rep.Accounts[i]
+		if a.Line != want.line || a.Status != want.status || a.ExitCode != want.code {
+			t.Errorf("account %d: line %d, %s, exit %d (%s); want line %d, %s, exit %d", i, a.Line, a.Status, a.ExitCode, a.Error,
+				want.line, want.status, want.code)
+		}
+	}
+	if a := rep.Accounts[2]; !strings.Contains(a.Error, "target") || a.Report != nil {
+		t.Errorf("carol's failure: %+v", a)
+	}
+	sameDump(t, "alice2", mailDump(t, s.dst, "alice2", migrateDstPass), mailDump(t, s.src, "alice", migrateSrcPass))
+	sameDump(t, "bob2", mailDump(t, s.dst, "bob2", migrateDstPass), mailDump(t, s.src, "bob", migrateSrcPass))
+
+	// Carol's password fixed: only her account has anything to copy.
+	write(migrateDstPass, 0o600)
+	r = runMigrate(t, migrateEnv(), args...)
+	r.wantExit(t, 0)
+	t.Logf("re-run:\n%s", r.stdout)
+	if !strings.Contains(r.stdout, "3 accounts: 3 ok, 0 not complete; "+fmt.Sprint(counts["carol"])+" messages copied") {
+		t.Errorf("re-run summary:\n%s", r.stdout)
+	}
+	sameDump(t, "carol2", mailDump(t, s.dst, "carol2", migrateDstPass), mailDump(t, s.src, "carol", migrateSrcPass))
+
+	// A file with passwords that others can read is refused.
+	write(migrateDstPass, 0o644)
+	r = runMigrate(t, migrateEnv(), args...)
+	r.wantExit(t, 2)
+	if !strings.Contains(r.stderr, "readable by others") || !strings.Contains(r.stderr, "chmod 600") {
+		t.Errorf("mode 0644:\n%s", r.stderr)
+	}
+}
+
+// TestMigrateAccountsUsage: a bad accounts file is refused before any
+// connection, with the line at fault.
+func TestMigrateAccountsUsage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, body string
+		extra      []string
+		want       string
+	}{
+		{"empty", "", nil, "empty file"},
+		{"header only", "from,to\n", nil, "no account"},
+		{"no to column", "from\nimaps://a@h\n", nil, `no "to" column`},
+		{"unknown column", "from,to,pass\n", nil, `unknown column "pass"`},
+		{"missing to", "from,to\nimaps://a@h,\n", nil, "line 2: from and to are both required"},
+		{"bad URL", "from,to\nimaps://a@h,ftp://b@h\n", nil, "line 2: to:"},
+		{"password in URL", "from,to\nimaps://a:pw@h,imaps://b@h\n", nil, "line 2: from:"},
+		{"duplicate", "from,to\nimaps://a@h,imaps://b@h\n# again\nimaps://a@h,imaps://b@h\n", nil, "line 4: the same account pair as line 2"},
+		{"both password forms", "from,to,from_password,from_password_file\nimaps://a@h,imaps://b@h,x,/nonexistent\n", nil, "both from_password and from_password_file"},
+		{"with --from", "from,to\nimaps://a@h,imaps://b@h\n", []string{"--from", "imaps://a@h"}, "--accounts replaces --from and --to"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			file := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")+".csv")
+			if err := os.WriteFile(file, []byte(c.body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := runMigrate(t, migrateEnv(), append([]string{"--accounts", file, "--state", filepath.Join(dir, "state")}, c.extra...)...)
+			r.wantExit(t, 2)
+			if !strings.Contains(r.stderr, c.want) {
+				t.Errorf("stderr does not say %q:\n%s", c.want, r.stderr)
+			}
+		})
+	}
+	// No password anywhere for an account that needs one.
+	file := filepath.Join(dir, "nopw.csv")
+	if err := os.WriteFile(file, []byte("from,to\nimaps://a@h,imaps://b@h\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runMigrate(t, childEnv("NO_COLOR=1"), "--accounts", file, "--state", filepath.Join(dir, "state"))
+	r.wantExit(t, 2)
+	if !strings.Contains(r.stderr, "line 2: no password for the from account") {
+		t.Errorf("no password:\n%s", r.stderr)
+	}
+}
