@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/imapctl/imapctl/internal/servetest"
 	"github.com/imapctl/imapctl/internal/testmail"
@@ -163,5 +166,86 @@ func TestMigrateAccountsUsage(t *testing.T) {
 	r.wantExit(t, 2)
 	if !strings.Contains(r.stderr, "line 2: no password for the from account") {
 		t.Errorf("no password:\n%s", r.stderr)
+	}
+}
+
+// TestMigrateAccountsInterrupted: SIGINT during the first of three
+// accounts (one at a time, through a slow link) stops the run with 130,
+// the first account interrupted and the others not started; the same
+// command then completes all three.
+func TestMigrateAccountsInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	t.Parallel()
+	s := startMigrateServers(t, []string{"u1", "u2", "u3"}, []string{"v1", "v2", "v3"}, servetest.Options{})
+	for i, u := range []string{"u1", "u2", "u3"} {
+		loadMessages(t, s.src, u, migrateSrcPass, testmail.Generate(testmail.Options{Seed: int64(50 + i), Count: 12, MaxAttachment: 4 << 10}))
+	}
+	slow := startSlowProxy(t, s.dst.TLSAddr, 512, 10*time.Millisecond)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "accounts.csv")
+	body := "from,to\n"
+	for i := 1; i <= 3; i++ {
+		body += fmt.Sprintf("%s,imaps://v%d@%s\n", s.from(fmt.Sprintf("u%d", i)), i, slow.addr())
+	}
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil { // no passwords in it
+		t.Fatal(err)
+	}
+	args := []string{"migrate", "--accounts", file, "--accounts-parallel", "1", "--ca", s.caFile,
+		"--state", filepath.Join(dir, "state"), "--quiet", "--json"}
+	cmd := exec.Command(imapctlBinary(t), args...)
+	var stdout, stderr lockedBuffer
+	cmd.Env, cmd.Stdout, cmd.Stderr = migrateEnv(), &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	watch := migrateClient(t, s.dst, "v1", migrateDstPass)
+	for deadline := time.Now().Add(guard); ; time.Sleep(5 * time.Millisecond) {
+		n, err := messageCount(watch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing copied within %v:\n%s", guard, stderr.String())
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(guard):
+		t.Fatalf("no exit after SIGINT:\n%s", stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Fatalf("exit %d, want 130:\n%s", code, stderr.String())
+	}
+	var rep accountsJSON
+	if err := json.Unmarshal([]byte(stdout.String()), &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, stdout.String())
+	}
+	var got []string
+	for _, a := range rep.Accounts {
+		got = append(got, a.Status)
+	}
+	if strings.Join(got, ",") != "interrupted,not started,not started" {
+		t.Errorf("statuses %v, want interrupted, not started, not started", got)
+	}
+	noPasswords(t, stdout.String()+stderr.String())
+
+	r := runMigrate(t, migrateEnv(), append(args[1:len(args)-1], "--verify")...)
+	r.wantExit(t, 0)
+	if !strings.Contains(r.stdout, "3 accounts: 3 ok") {
+		t.Errorf("resumed run:\n%s", r.stdout)
 	}
 }
