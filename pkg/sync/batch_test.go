@@ -1,13 +1,16 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	stdsync "sync"
 	"testing"
+	"time"
 
 	"github.com/imapctl/imapctl/internal/testmail"
 	"github.com/imapctl/imapctl/pkg/store"
@@ -185,4 +188,62 @@ func TestBatchSourceVanishes(t *testing.T) {
 		t.Error("no batch was tried")
 	}
 	sameSnapshots(t, "source message vanished", snapshot(t, dst.Store), snapshot(t, src))
+}
+
+// TestRecheckWaitsForOtherAppends: two identical messages (same
+// Message-ID, same bytes) copied by two workers at once; the first append
+// is stored but slow to answer, the second's reply is lost. Looking for
+// the second on the target must not take the first's copy (stored, not
+// yet claimed) for it: each source message ends up paired with its own
+// copy, so a re-run with --delete neither deletes nor copies anything.
+func TestRecheckWaitsForOtherAppends(t *testing.T) {
+	src := newMaildir(t, "")
+	raw := []byte("Message-ID: <twin@example.com>\r\nSubject: twin\r\nFrom: a@example.com\r\n\r\nthe same message, stored twice\r\n")
+	appendRaw(t, src, "INBOX", raw)
+	appendRaw(t, src, "INBOX", raw)
+	dst := &wrapStore{Store: newMaildir(t, ""), t: t}
+	var (
+		mu    stdsync.Mutex
+		calls int
+	)
+	dst.appendHook = func(ctx context.Context, mb store.Mailbox, raw []byte, opts store.AppendOptions) (store.UID, bool, error) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		uid, err := mb.Append(ctx, bytes.NewReader(raw), opts)
+		if err != nil {
+			return 0, true, err
+		}
+		switch n {
+		case 1: // stored; the reply takes a while
+			time.Sleep(300 * time.Millisecond)
+			return uid, true, nil
+		case 2: // stored; the reply is lost
+			return 0, true, lostReply{}
+		}
+		return uid, true, nil
+	}
+	state := t.TempDir()
+	// SplitThreshold 1: one message per range, a worker each.
+	rep := run(t, src, dst, Options{StateDir: state, Parallel: 2, SplitThreshold: 1})
+	if rep.Totals.Copied != 2 || calls != 2 {
+		t.Fatalf("totals %+v after %d appends", rep.Totals, calls)
+	}
+	// The state pairs each source message with a copy of its own.
+	st, err := loadState(state, rep.Account, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := st.folders[folderKey("INBOX", "INBOX")]
+	if fs == nil || len(fs.pairs) != 2 || fs.pairs[1] == fs.pairs[2] {
+		t.Fatalf("state pairs %v: want the two source messages with two different copies", fs)
+	}
+	rep = run(t, src, dst, Options{StateDir: state, Delete: true, Verify: true})
+	if rep.Totals.Copied != 0 || rep.Totals.Deleted != 0 || !*rep.Verified {
+		t.Errorf("re-run with --delete: %+v", rep.Totals)
+	}
+	if n := len(infos(t, dst.Store, "INBOX")); n != 2 {
+		t.Errorf("target holds %d copies, want 2", n)
+	}
 }

@@ -175,10 +175,12 @@ func (f *folderRun) copyBatch(ctx context.Context, w *worker, msgs []*msg) error
 			},
 		}
 	}
+	f.appending.RLock()
 	uids, err := ba.AppendBatch(op, items)
 	for i, uid := range uids {
 		f.copied(msgs[i], uid)
 	}
+	f.appending.RUnlock()
 	if err == nil {
 		w.batchOK()
 		return nil
@@ -290,10 +292,14 @@ const maxTransferAttempts = 8
 // its own retries: the folder stops.
 func (f *folderRun) copyOne(ctx context.Context, w *worker, m *msg) error {
 	for attempt := 1; ; attempt++ {
+		f.appending.RLock()
 		uid, sent, err := f.transfer(ctx, w, m)
+		if err == nil {
+			f.copied(m, uid)
+		}
+		f.appending.RUnlock()
 		switch {
 		case err == nil:
-			f.copied(m, uid)
 			return nil
 		case errors.Is(err, errVanished):
 			f.log.Debug("message vanished from the source", "uid", m.UID)
@@ -460,6 +466,9 @@ func (f *folderRun) recheck(ctx context.Context, w *worker, ms []*msg) ([]*msg, 
 	if len(want) == 0 {
 		return nil, nil
 	}
+	// No other worker of the folder may append until this is settled.
+	f.appending.Lock()
+	defer f.appending.Unlock()
 	_ = w.dst.Close() // likely broken already: a fresh handle is what counts
 	dst, err := f.r.dst.Open(ctx, f.rep.Target)
 	w.dst = dst

@@ -214,6 +214,12 @@ type folderRun struct {
 	// whose APPEND reply was lost can only be above it.
 	dstMax store.UID
 
+	// appending is held shared by every append of the folder's workers
+	// until its copies are claimed, and exclusively by recheck, so that a
+	// message another worker is appending right now (stored, but not yet
+	// claimed) is never taken for the one whose reply was lost.
+	appending stdsync.RWMutex
+
 	mu          stdsync.Mutex // guards what follows and rep's counts during the copy
 	failures    []Failure
 	claimed     map[store.UID]bool // target UIDs this run copied into
