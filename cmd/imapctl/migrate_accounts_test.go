@@ -24,6 +24,7 @@ type accountsJSON struct {
 		Status   string `json:"status"`
 		ExitCode int    `json:"exit_code"`
 		Error    string `json:"error"`
+		Hint     string `json:"hint"`
 		Report   *struct {
 			Totals struct {
 				Copied int `json:"copied"`
@@ -96,7 +97,7 @@ from,to,to_password
 				want.line, want.status, want.code)
 		}
 	}
-	if a := rep.Accounts[2]; !strings.Contains(a.Error, "target") || a.Report != nil {
+	if a := rep.Accounts[2]; !strings.Contains(a.Error, "target") || !strings.Contains(a.Hint, "line 5") || a.Report != nil {
 		t.Errorf("carol's failure: %+v", a)
 	}
 	sameDump(t, "alice2", mailDump(t, s.dst, "alice2", migrateDstPass), mailDump(t, s.src, "alice", migrateSrcPass))

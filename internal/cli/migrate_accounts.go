@@ -275,6 +275,9 @@ func runMigrateAccounts(ctx context.Context, e *env, o *MigrateOptions) error {
 				if errors.As(exit, &ee) {
 					ar.ExitCode, ar.Hint = ee.Code, ee.Hint
 					ar.Error = ee.Err.Error()
+					if ee.Code == ExitAuth {
+						ar.Hint = fmt.Sprintf("check the user name and password of line %d (its password columns, or the shared password when they are empty)", row.line)
+					}
 				}
 				switch ar.ExitCode {
 				case ExitInterrupted:
