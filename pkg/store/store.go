@@ -248,6 +248,17 @@ type BulkReader interface {
 	ReadMessages(ctx context.Context, uids []UID, fn func(uid UID, data []byte) error) error
 }
 
+// ChangeMarker is implemented by a Mailbox that can tell, at no cost when
+// it is opened, a mark that changes whenever the mailbox changes: a
+// message added or expunged, a flag set or cleared. For IMAP that is
+// UIDVALIDITY, UIDNEXT, the message count and HIGHESTMODSEQ (CONDSTORE,
+// RFC 7162) from SELECT. Two equal marks mean nothing changed in between.
+type ChangeMarker interface {
+	// ChangeMark returns the mark as of when the mailbox was opened, or ""
+	// when the store cannot tell (no CONDSTORE).
+	ChangeMark() string
+}
+
 // Sentinel errors. Implementations wrap them with context.
 var (
 	ErrNotFound    = errors.New("mailbox does not exist")

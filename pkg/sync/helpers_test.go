@@ -246,6 +246,9 @@ type wrapStore struct {
 	// batchHook, if set, sees each batch first: it says whether to store
 	// the batch, and the error to return (after storing, if it does).
 	batchMsgs int
+	// marks, when set, gives mailboxes a change mark (store.ChangeMarker)
+	// computed from their status and every message's flags.
+	marks bool
 	// openMessageHook, if set, is called before every OpenMessage.
 	openMessageHook func(mb store.Mailbox, uid store.UID)
 	batchHook       func(raws [][]byte) (storeIt bool, err error)
@@ -343,6 +346,30 @@ func (m *wrapMailbox) Status(ctx context.Context) (store.Status, error) {
 		st.UIDValidity++
 	}
 	return st, err
+}
+
+// ChangeMark is UIDVALIDITY, UIDNEXT, the count and every message's UID
+// and flags as the mailbox is now (read around the wrapper's counters).
+func (m *wrapMailbox) ChangeMark() string {
+	if !m.s.marks {
+		return ""
+	}
+	st, err := m.Mailbox.Status(context.Background())
+	if err != nil {
+		m.s.t.Errorf("ChangeMark: %v", err)
+		return ""
+	}
+	h := sha256.New()
+	_, _ = fmt.Fprintf(h, "%d/%d/%d", st.UIDValidity, st.UIDNext, st.Messages)
+	err = m.Mailbox.Messages(context.Background(), 1, func(info store.MessageInfo) error {
+		_, _ = fmt.Fprintf(h, "|%d:%v", info.UID, info.Flags)
+		return nil
+	})
+	if err != nil {
+		m.s.t.Errorf("ChangeMark: %v", err)
+		return ""
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
 func (m *wrapMailbox) OpenMessage(ctx context.Context, uid store.UID) (io.ReadCloser, int64, error) {

@@ -627,3 +627,50 @@ func TestIntegrationFaultyDovecotTarget(t *testing.T) {
 	rep = integrationMustRun(t, src, dst, opts)
 	integrationCounts(t, "re-run through the cutting proxy", rep, 0, 0, 0)
 }
+
+// TestIntegrationDovecotUnchanged migrates between two accounts of a real
+// Dovecot, which offers CONDSTORE: once a run has found a folder pair in
+// step, the next skips it without listing (its report says unchanged); a
+// flag changed on the source brings that one folder back.
+func TestIntegrationDovecotUnchanged(t *testing.T) {
+	t.Parallel()
+	if !dovecottest.Available() {
+		t.Skipf("dovecot is not installed: %s", dovecottest.InstallHint)
+	}
+	dc := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"src": "pw-s", "dst": "pw-d"}})
+	srcAcct := integrationAccount{Addr: dc.Addr, User: "src", Pass: "pw-s"}
+	dstAcct := integrationAccount{Addr: dc.Addr, User: "dst", Pass: "pw-d"}
+	integrationLoad(t, srcAcct, testmail.Generate(testmail.Options{Seed: 5, Count: 80}))
+	src := integrationStore(t, "imap://src@"+dc.Addr+"?tls=none", "pw-s", nil)
+	dst := integrationStore(t, "imap://dst@"+dc.Addr+"?tls=none", "pw-d", nil)
+	opts := sync.Options{Account: "unchanged", StateDir: t.TempDir()}
+	unchanged := func(rep *sync.Report) (n int) {
+		for _, f := range rep.Folders {
+			if f.Unchanged {
+				n++
+			}
+		}
+		return n
+	}
+	rep := integrationMustRun(t, src, dst, opts)
+	integrationCounts(t, "first run", rep, 80, 0, 0)
+	rep = integrationMustRun(t, src, dst, opts)
+	integrationCounts(t, "second run", rep, 0, 0, 0)
+	if unchanged(rep) == len(rep.Folders) {
+		t.Errorf("second run: every folder unchanged, but the first copied into them")
+	}
+	rep = integrationMustRun(t, src, dst, opts)
+	integrationCounts(t, "third run", rep, 0, 0, 0)
+	if unchanged(rep) != len(rep.Folders) || rep.Totals.SourceCount != 80 || rep.Totals.TargetCount != 80 {
+		t.Fatalf("third run: %d of %d folders unchanged, totals %+v", unchanged(rep), len(rep.Folders), rep.Totals)
+	}
+
+	first := integrationDump(t, srcAcct)["INBOX"].Msgs[0]
+	integrationStoreFlags(t, srcAcct, "INBOX", first.UID, imap.StoreFlagsAdd, "$changed")
+	rep = integrationMustRun(t, src, dst, opts)
+	integrationCounts(t, "after a flag change", rep, 0, 1, 0)
+	if unchanged(rep) != len(rep.Folders)-1 {
+		t.Errorf("after a flag change: %d of %d folders unchanged, want all but INBOX", unchanged(rep), len(rep.Folders))
+	}
+	sameRecords(t, "target", dumpRecords(integrationDump(t, dstAcct), false, nil), dumpRecords(integrationDump(t, srcAcct), false, nil))
+}

@@ -70,6 +70,10 @@ type FolderReport struct {
 	// Complete is true when the folder was synchronised to its end
 	// (planned to its end, in a dry run), even if some messages failed.
 	Complete bool `json:"complete"`
+	// Unchanged is true when neither side changed since the last complete
+	// run (store.ChangeMarker): the folder was not listed at all, and its
+	// counts are the last run's.
+	Unchanged bool `json:"unchanged,omitempty"`
 	// Error is why the folder stopped early, if it failed. A folder
 	// stopped by cancellation has Complete false and no Error.
 	Error string `json:"error,omitempty"`

@@ -47,6 +47,11 @@ type folderState struct {
 	srcValidity, dstValidity uint32
 	pairs                    map[store.UID]store.UID // source UID → target UID
 	targetOnly               map[store.UID]identity  // target messages without a source twin
+	// marks are both sides' change marks (store.ChangeMarker) when the
+	// last complete run left the pair in step, with the counts then; ""
+	// when unknown. Equal marks at the next run mean nothing to do.
+	marks  [2]string
+	counts [2]int
 }
 
 func newFolderState(sv, dv uint32) *folderState {
@@ -85,6 +90,9 @@ type stateFileFolder struct {
 	// runs are long.
 	Pairs      [][3]uint32       `json:"pairs,omitempty"`
 	TargetOnly map[uint32]string `json:"target_only,omitempty"`
+	// Marks and Counts: see folderState.marks.
+	Marks  [2]string `json:"marks,omitzero"`
+	Counts [2]int    `json:"counts,omitzero"`
 }
 
 func folderKey(src, dst string) string { return src + "\x00" + dst }
@@ -145,6 +153,7 @@ func loadState(dir, account string, log *slog.Logger) (*state, error) {
 		for u, id := range ff.TargetOnly {
 			fs.targetOnly[store.UID(u)] = identity(id)
 		}
+		fs.marks, fs.counts = ff.Marks, ff.Counts
 		st.folders[folderKey(ff.Source, ff.Target)] = fs
 	}
 	return st, nil
@@ -213,6 +222,25 @@ func (s *state) apply(fs *folderState, c stateChange) {
 	s.dirty = true
 }
 
+// inStep reports whether both sides' marks are what the last complete
+// run left, and the counts then.
+func (s *state) inStep(fs *folderState, marks [2]string) (bool, [2]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return marks[0] != "" && marks[1] != "" && fs.marks == marks, fs.counts
+}
+
+// setMarks records both sides' marks and counts (or "" marks to forget
+// them).
+func (s *state) setMarks(fs *folderState, marks [2]string, counts [2]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fs.marks != marks || fs.counts != counts {
+		fs.marks, fs.counts = marks, counts
+		s.dirty = true
+	}
+}
+
 // addPair records one copy.
 func (s *state) addPair(fs *folderState, src, dst store.UID) {
 	s.mu.Lock()
@@ -240,7 +268,8 @@ func (s *state) encodeLocked() ([]byte, error) {
 	for _, k := range keys {
 		fs := s.folders[k]
 		src, dst, _ := strings.Cut(k, "\x00")
-		ff := stateFileFolder{Source: src, Target: dst, SrcValidity: fs.srcValidity, DstValidity: fs.dstValidity}
+		ff := stateFileFolder{Source: src, Target: dst, SrcValidity: fs.srcValidity, DstValidity: fs.dstValidity,
+			Marks: fs.marks, Counts: fs.counts}
 		srcs := make([]store.UID, 0, len(fs.pairs))
 		for u := range fs.pairs {
 			srcs = append(srcs, u)

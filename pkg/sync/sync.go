@@ -187,6 +187,7 @@ func (r *runner) runFolder(ctx context.Context, rep *FolderReport) []Failure {
 	switch {
 	case err == nil:
 		rep.Complete = true
+		f.recordMarks()
 	case classify(ctx, err) == classCanceled:
 		f.log.Info("folder interrupted")
 	default:
@@ -204,12 +205,36 @@ func (r *runner) runFolder(ctx context.Context, rep *FolderReport) []Failure {
 	return f.failures
 }
 
+// recordMarks remembers both sides' change marks after a complete run
+// that left the folder pair in step, so that the next run can skip it if
+// neither side changed. The target's mark is from before this run: it is
+// recorded only when this run changed nothing there (after changes, the
+// next run lists the folder once more and records the marks then).
+func (f *folderRun) recordMarks() {
+	rep := f.rep
+	if f.r.opts.DryRun || rep.Unchanged || f.fs == nil || rep.Failed > 0 || f.marks[0] == "" || f.marks[1] == "" ||
+		rep.Copied+rep.Updated+rep.Deleted > 0 {
+		return
+	}
+	f.r.state.setMarks(f.fs, f.marks, [2]int{rep.SourceCount, rep.TargetCount})
+}
+
+// changeMark returns a mailbox's change mark, or "".
+func changeMark(mb store.Mailbox) string {
+	if cm, ok := mb.(store.ChangeMarker); ok && mb != nil {
+		return cm.ChangeMark()
+	}
+	return ""
+}
+
 // folderRun is the synchronisation of one folder.
 type folderRun struct {
 	r   *runner
 	rep *FolderReport
 	log *slog.Logger
 	fs  *folderState
+	// marks are the source's and the target's change marks as opened.
+	marks [2]string
 	// dstMax is the highest target UID listed before copying: a message
 	// whose APPEND reply was lost can only be above it.
 	dstMax store.UID
@@ -331,6 +356,21 @@ func (f *folderRun) run(ctx context.Context) error {
 	defer func() { w.close() }()
 	fs, known := r.state.folder(f.rep.Source, f.rep.Target, ss.UIDValidity, ds.UIDValidity)
 	f.fs = fs
+	f.marks = [2]string{changeMark(w.src), changeMark(w.dst)}
+	if known && !r.opts.Delete && !r.opts.Verify {
+		if ok, counts := r.state.inStep(fs, f.marks); ok {
+			f.rep.Unchanged = true
+			f.rep.SourceCount, f.rep.TargetCount, f.rep.Existing = counts[0], counts[1], counts[0]
+			f.log.Info("folder unchanged on both sides since the last run", "source_count", counts[0], "target_count", counts[1])
+			if fn := r.opts.Progress.FolderStart; fn != nil {
+				fn(f.rep.FolderMap, 0, 0)
+			}
+			return nil
+		}
+	}
+	if !r.opts.DryRun {
+		r.state.setMarks(fs, [2]string{}, [2]int{}) // until this run completes
+	}
 	pairs, targetOnly := r.state.snapshot(fs)
 
 	// With a state, a listing of UIDs and flags is enough for everything

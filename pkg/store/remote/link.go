@@ -37,6 +37,10 @@ type link struct {
 	// one, polls after each command), so a UID at or above it needs a
 	// NOOP first.
 	viewNext imap.UID
+	// mark is the mailbox's change mark from its first SELECT, "" without
+	// CONDSTORE (see Mailbox.ChangeMark).
+	mark     string
+	selected bool // the first SELECT was done
 }
 
 // see makes sure the session's view includes the messages up to the
@@ -274,8 +278,12 @@ func (l *link) drop() {
 // §2.3.1.1): if it did, every UID the caller knows is void.
 func (l *link) selectMailbox(ctx context.Context, s *session) error {
 	var data *imap.SelectData
+	var opts *imap.SelectOptions
+	if s.caps.Has(imap.CapCondStore) {
+		opts = &imap.SelectOptions{CondStore: true}
+	}
 	err := s.do(ctx, l.st.cfg.Timeout, func() error {
-		cmd := s.c.Select(l.mailbox, nil)
+		cmd := s.c.Select(l.mailbox, opts)
 		if err := s.issued(); err != nil {
 			return err
 		}
@@ -299,6 +307,12 @@ func (l *link) selectMailbox(ctx context.Context, s *session) error {
 		return l.broken
 	}
 	l.viewNext = data.UIDNext
+	if !l.selected {
+		l.selected = true
+		if data.HighestModSeq != 0 {
+			l.mark = fmt.Sprintf("%d/%d/%d/%d", data.UIDValidity, data.UIDNext, data.NumMessages, data.HighestModSeq)
+		}
+	}
 	return nil
 }
 

@@ -38,6 +38,13 @@ func (m *Mailbox) Name() string { return m.name }
 // UIDValidity returns the mailbox's UIDVALIDITY as first selected.
 func (m *Mailbox) UIDValidity() uint32 { return m.l.uidValidity }
 
+var _ store.ChangeMarker = (*Mailbox)(nil)
+
+// ChangeMark returns UIDVALIDITY, UIDNEXT, the message count and
+// HIGHESTMODSEQ as the first SELECT reported them, or "" when the server
+// does not offer CONDSTORE (or has no mod-sequences for this mailbox).
+func (m *Mailbox) ChangeMark() string { return m.l.mark }
+
 // Close logs out of the mailbox's connection. An open message stream is
 // cut. Closing twice is harmless.
 func (m *Mailbox) Close() error { return m.l.close() }
