@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"OpenNotFound", testOpenNotFound},
 		{"Status", testStatus},
 		{"AppendCorpus", testAppendCorpus},
+		{"AppendBatch", testAppendBatch},
 		{"AppendLineEndings", testAppendLineEndings},
 		{"AppendDateZero", testAppendDateZero},
 		{"AppendDateInstant", testAppendDateInstant},
@@ -606,6 +607,65 @@ func testAppendCorpus(t *testing.T, s store.Store) {
 			checkInfo(t, what, mi, p.m)
 			checkBytes(t, what, read(t, mb, p.uid), p.m.Raw)
 		}
+	}
+}
+
+// testAppendBatch checks store.BatchAppender, when the mailbox has it:
+// items stored in order with their flags, dates and bytes, the UIDs
+// returned are theirs (or 0), and an item whose Open fails ends the batch
+// there, with the items before it stored and Open's error returned.
+func testAppendBatch(t *testing.T, s store.Store) {
+	mb := createOpen(t, s, "INBOX")
+	ba, ok := mb.(store.BatchAppender)
+	if !ok {
+		t.Skip("the mailbox does not implement store.BatchAppender")
+	}
+	if n, bytes := ba.BatchLimits(); n < 0 || bytes < 0 || (n > 0 && bytes == 0) {
+		t.Errorf("BatchLimits() = %d, %d", n, bytes)
+	}
+	var msgs []testmail.Message
+	for _, m := range testmail.Corpus() {
+		if m.Kind != testmail.KindBareLF && len(msgs) < 8 {
+			msgs = append(msgs, m)
+		}
+	}
+	opened := 0
+	items := make([]store.BatchItem, len(msgs))
+	for i, m := range msgs {
+		items[i] = store.BatchItem{
+			Opts: store.AppendOptions{Flags: flagsOf(m), Date: m.Date},
+			Open: func(context.Context) (io.ReadCloser, int64, error) {
+				opened++
+				return io.NopCloser(bytes.NewReader(m.Raw)), int64(len(m.Raw)), nil
+			},
+		}
+	}
+	boom := errors.New("source gone")
+	broken := slices.Clone(items)
+	broken[5].Open = func(context.Context) (io.ReadCloser, int64, error) { return nil, 0, boom }
+	uids, err := ba.AppendBatch(t.Context(), broken)
+	if !errors.Is(err, boom) || len(uids) != 5 {
+		t.Fatalf("AppendBatch with item 5 failing: %d UIDs, %v; want 5 and its error", len(uids), err)
+	}
+	more, err := ba.AppendBatch(t.Context(), items[5:])
+	if err != nil || len(more) != 3 {
+		t.Fatalf("AppendBatch of the rest: %d UIDs, %v", len(more), err)
+	}
+	uids = append(uids, more...)
+	if opened != 8 {
+		t.Errorf("%d items opened, want 8 (each once)", opened)
+	}
+	list := all(t, mb)
+	if len(list) != len(msgs) {
+		t.Fatalf("%d messages stored, want %d", len(list), len(msgs))
+	}
+	for i, mi := range list {
+		what := fmt.Sprintf("batch item %d (%s)", i, msgs[i].Kind)
+		if uids[i] != 0 && uids[i] != mi.UID {
+			t.Errorf("%s: stored as UID %d, AppendBatch said %d", what, mi.UID, uids[i])
+		}
+		checkInfo(t, what, mi, msgs[i])
+		checkBytes(t, what, read(t, mb, mi.UID), msgs[i].Raw)
 	}
 }
 
