@@ -201,9 +201,6 @@ func runMigrate(ctx context.Context, e *env, o *MigrateOptions) error {
 			return err
 		}
 	}
-	if rep == nil {
-		return runErr // setup failed: already an exit error
-	}
 	return migrateExit(ctx, runErr)
 }
 
@@ -309,10 +306,15 @@ func migrateAccount(ctx context.Context, o *MigrateOptions, rt *migrateRuntime, 
 	return sync.Run(ctx, src, dst, opts)
 }
 
+// migrateExit maps a migration's error to its exit code. An *ExitError
+// (from the setup: lock, connection, login) is returned as it is.
 func migrateExit(ctx context.Context, err error) error {
+	var ee *ExitError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &ee):
+		return err
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
 		return &ExitError{Code: ExitInterrupted, Err: errors.New("interrupted; state saved: run the same command again to resume")}
 	case errors.Is(err, remote.ErrAuth):

@@ -257,10 +257,7 @@ func runMigrateAccounts(ctx context.Context, e *env, o *MigrateOptions) error {
 			if rep == nil && runErr == nil {
 				runErr = errors.New("no report")
 			}
-			exit := runErr
-			if rep != nil {
-				exit = migrateExit(ctx, runErr)
-			}
+			exit := migrateExit(ctx, runErr)
 			mu.Lock()
 			defer mu.Unlock()
 			ar.Seconds = time.Since(began).Seconds()
