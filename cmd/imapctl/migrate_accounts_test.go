@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -112,6 +113,20 @@ from,to,to_password
 		t.Errorf("re-run summary:\n%s", r.stdout)
 	}
 	sameDump(t, "carol2", mailDump(t, s.dst, "carol2", migrateDstPass), mailDump(t, s.src, "carol", migrateSrcPass))
+
+	// The same list on standard input.
+	list, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdinArgs := append([]string{"migrate", "--accounts", "-"}, args[2:]...)
+	cmd := exec.Command(imapctlBinary(t), stdinArgs...)
+	var out, errOut lockedBuffer
+	cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = migrateEnv(), bytes.NewReader(list), &out, &errOut
+	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "3 accounts: 3 ok, 0 not complete; 0 messages copied") {
+		t.Errorf("--accounts - (standard input): %v\n%s\n%s", err, out.String(), errOut.String())
+	}
+	noPasswords(t, out.String()+errOut.String())
 
 	// A file with passwords that others can read is refused.
 	write(migrateDstPass, 0o644)

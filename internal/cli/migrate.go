@@ -108,7 +108,7 @@ accounts did not complete, in different ways), 4 authentication failed,
 	f.BoolVar(&o.NoState, "no-state", false, "keep no state: match every message by identity")
 	f.BoolVar(&o.NoBatch, "no-batch", false, "one APPEND per message, even when the target offers MULTIAPPEND")
 	f.BoolVar(&o.NoSplit, "no-split", false, "copy each folder over one connection, in UID order (big folders are otherwise shared by idle connections)")
-	f.StringVar(&o.Accounts, "accounts", "", "migrate many account pairs listed in FILE (CSV: from,to[,from_password,to_password,from_password_file,to_password_file]) instead of --from/--to")
+	f.StringVar(&o.Accounts, "accounts", "", "migrate many account pairs listed in FILE ('-': standard input; CSV: from,to[,from_password,to_password,from_password_file,to_password_file]) instead of --from/--to")
 	f.IntVar(&o.AccountsParallel, "accounts-parallel", DefaultAccountsParallel, "with --accounts: account pairs migrated at a time (each with --parallel folders)")
 	f.BoolVar(&o.JSON, "json", false, "write the report as JSON to stdout (progress stays on stderr)")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "no progress output")

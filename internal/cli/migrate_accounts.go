@@ -32,31 +32,44 @@ type accountRow struct {
 	job  migrateJob
 }
 
-// readAccounts reads an accounts file: CSV with a header line naming the
-// columns (from and to required; passwords, or files holding them,
-// optional), '#' comments, one account pair per line. A file with
+// readAccounts reads an accounts file ("-": standard input): CSV with a
+// header line naming the columns (from and to required; passwords, or
+// files holding them, optional), '#' comments, one account pair per
+// line. A file with
 // password columns must not be readable by group or others. Accounts
 // without a password of their own use the shared one (the environment
 // variable or --from/--to-password-file), read only when needed.
 func readAccounts(e *env, o *MigrateOptions, path string) ([]accountRow, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, usageErr("--accounts: %v", err)
+	var (
+		in      io.Reader
+		private = true // no one else can read it
+		name    = path
+		mode    os.FileMode
+	)
+	if path == "-" {
+		in, name = e.stdin, "(standard input)"
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, usageErr("--accounts: %v", err)
+		}
+		defer func() { _ = f.Close() }() // read only
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, usageErr("--accounts: %v", err)
+		}
+		in, mode = f, fi.Mode().Perm()
+		private = mode&0o077 == 0
 	}
-	defer func() { _ = f.Close() }() // read only
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, usageErr("--accounts: %v", err)
-	}
-	r := csv.NewReader(f)
+	r := csv.NewReader(in)
 	r.Comment = '#'
 	r.TrimLeadingSpace = true
 	head, err := r.Read()
 	if err == io.EOF {
-		return nil, usageErr("--accounts %s: empty file; the first line names the columns: from,to[,from_password,to_password,from_password_file,to_password_file]", path)
+		return nil, usageErr("--accounts %s: empty file; the first line names the columns: from,to[,from_password,to_password,from_password_file,to_password_file]", name)
 	}
 	if err != nil {
-		return nil, usageErr("--accounts %s: %v", path, err)
+		return nil, usageErr("--accounts %s: %v", name, err)
 	}
 	col := map[string]int{}
 	for i, h := range head {
@@ -66,24 +79,24 @@ func readAccounts(e *env, o *MigrateOptions, path string) ([]accountRow, error) 
 			known = known || c == h
 		}
 		if !known {
-			return nil, usageErr("--accounts %s: line 1: unknown column %q (columns: %s)", path, h, strings.Join(accountColumns, ", "))
+			return nil, usageErr("--accounts %s: line 1: unknown column %q (columns: %s)", name, h, strings.Join(accountColumns, ", "))
 		}
 		if _, dup := col[h]; dup {
-			return nil, usageErr("--accounts %s: line 1: column %q twice", path, h)
+			return nil, usageErr("--accounts %s: line 1: column %q twice", name, h)
 		}
 		col[h] = i
 	}
 	if _, ok := col["from"]; !ok {
-		return nil, usageErr("--accounts %s: line 1: no \"from\" column (the first line names the columns)", path)
+		return nil, usageErr("--accounts %s: line 1: no \"from\" column (the first line names the columns)", name)
 	}
 	if _, ok := col["to"]; !ok {
-		return nil, usageErr("--accounts %s: line 1: no \"to\" column (the first line names the columns)", path)
+		return nil, usageErr("--accounts %s: line 1: no \"to\" column (the first line names the columns)", name)
 	}
 	_, fromPWCol := col["from_password"]
 	_, toPWCol := col["to_password"]
-	if (fromPWCol || toPWCol) && fi.Mode().Perm()&0o077 != 0 {
+	if (fromPWCol || toPWCol) && !private {
 		return nil, &ExitError{Code: ExitUsage,
-			Err:  fmt.Errorf("--accounts %s holds passwords and is readable by others (mode %04o)", path, fi.Mode().Perm()),
+			Err:  fmt.Errorf("--accounts %s holds passwords and is readable by others (mode %04o)", name, mode),
 			Hint: "chmod 600 " + path}
 	}
 	get := func(rec []string, name string) string {
@@ -119,9 +132,9 @@ func readAccounts(e *env, o *MigrateOptions, path string) ([]accountRow, error) 
 		}
 		line, _ := r.FieldPos(0)
 		if err != nil {
-			return nil, usageErr("--accounts %s: %v", path, err)
+			return nil, usageErr("--accounts %s: %v", name, err)
 		}
-		where := fmt.Sprintf("--accounts %s: line %d", path, line)
+		where := fmt.Sprintf("--accounts %s: line %d", name, line)
 		job := migrateJob{from: get(rec, "from"), to: get(rec, "to")}
 		if job.from == "" || job.to == "" {
 			return nil, usageErr("%s: from and to are both required", where)
@@ -171,7 +184,7 @@ func readAccounts(e *env, o *MigrateOptions, path string) ([]accountRow, error) 
 		rows = append(rows, accountRow{line: line, job: job})
 	}
 	if len(rows) == 0 {
-		return nil, usageErr("--accounts %s: no account (only the header line)", path)
+		return nil, usageErr("--accounts %s: no account (only the header line)", name)
 	}
 	return rows, nil
 }
