@@ -2,19 +2,16 @@ package cli
 
 import (
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
-	stdsync "sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/imapctl/imapctl/internal/ui"
+	"github.com/imapctl/imapctl/pkg/migrate"
 	"github.com/imapctl/imapctl/pkg/store/remote"
 	"github.com/imapctl/imapctl/pkg/sync"
 )
@@ -23,23 +20,12 @@ import (
 // --accounts' migrates at a time.
 const DefaultAccountsParallel = 2
 
-// accountColumns are the columns an accounts file may have.
-var accountColumns = []string{"from", "to", "from_password", "to_password", "from_password_file", "to_password_file"}
-
-// accountRow is one line of an accounts file.
-type accountRow struct {
-	line int
-	job  migrateJob
-}
-
-// readAccounts reads an accounts file ("-": standard input): CSV with a
-// header line naming the columns (from and to required; passwords, or
-// files holding them, optional), '#' comments, one account pair per
-// line. A file with
-// password columns must not be readable by group or others. Accounts
-// without a password of their own use the shared one (the environment
-// variable or --from/--to-password-file), read only when needed.
-func readAccounts(e *env, o *MigrateOptions, path string) ([]accountRow, error) {
+// readAccounts reads the accounts file ("-": standard input) with
+// pkg/migrate, refuses one that holds passwords and that others can read,
+// and gives the accounts without a password of their own the shared one
+// (the environment variable or --from/--to-password-file), read only when
+// needed.
+func readAccounts(e *env, o *MigrateOptions, path string) ([]migrate.Account, error) {
 	var (
 		in      io.Reader
 		private = true // no one else can read it
@@ -61,132 +47,42 @@ func readAccounts(e *env, o *MigrateOptions, path string) ([]accountRow, error) 
 		in, mode = f, fi.Mode().Perm()
 		private = mode&0o077 == 0
 	}
-	r := csv.NewReader(in)
-	r.Comment = '#'
-	r.TrimLeadingSpace = true
-	head, err := r.Read()
-	if err == io.EOF {
-		return nil, usageErr("--accounts %s: empty file; the first line names the columns: from,to[,from_password,to_password,from_password_file,to_password_file]", name)
-	}
+	file, err := migrate.Parse(in)
 	if err != nil {
 		return nil, usageErr("--accounts %s: %v", name, err)
 	}
-	col := map[string]int{}
-	for i, h := range head {
-		h = strings.ToLower(strings.TrimSpace(h))
-		known := false
-		for _, c := range accountColumns {
-			known = known || c == h
-		}
-		if !known {
-			return nil, usageErr("--accounts %s: line 1: unknown column %q (columns: %s)", name, h, strings.Join(accountColumns, ", "))
-		}
-		if _, dup := col[h]; dup {
-			return nil, usageErr("--accounts %s: line 1: column %q twice", name, h)
-		}
-		col[h] = i
-	}
-	if _, ok := col["from"]; !ok {
-		return nil, usageErr("--accounts %s: line 1: no \"from\" column (the first line names the columns)", name)
-	}
-	if _, ok := col["to"]; !ok {
-		return nil, usageErr("--accounts %s: line 1: no \"to\" column (the first line names the columns)", name)
-	}
-	_, fromPWCol := col["from_password"]
-	_, toPWCol := col["to_password"]
-	if (fromPWCol || toPWCol) && !private {
+	if file.Passwords && !private {
 		return nil, &ExitError{Code: ExitUsage,
 			Err:  fmt.Errorf("--accounts %s holds passwords and is readable by others (mode %04o)", name, mode),
 			Hint: "chmod 600 " + path}
 	}
-	get := func(rec []string, name string) string {
-		if i, ok := col[name]; ok && i < len(rec) {
-			return strings.TrimSpace(rec[i])
-		}
-		return ""
-	}
-	var (
-		rows   []accountRow
-		seen   = map[string]int{}
-		shared = map[string]string{}
-	)
-	sharedPW := func(side string) (string, error) {
-		if pw, ok := shared[side]; ok {
-			return pw, nil
-		}
-		file, envName := o.FromPasswordFile, "IMAPCTL_FROM_PASSWORD"
-		if side == "to" {
-			file, envName = o.ToPasswordFile, "IMAPCTL_TO_PASSWORD"
-		}
-		pw, err := migratePassword(e, file, envName, side)
-		if err != nil {
-			return "", err
-		}
-		shared[side] = pw
-		return pw, nil
-	}
-	for {
-		rec, err := r.Read()
-		if err == io.EOF {
-			break
-		}
-		line, _ := r.FieldPos(0)
-		if err != nil {
-			return nil, usageErr("--accounts %s: %v", name, err)
-		}
-		where := fmt.Sprintf("--accounts %s: line %d", name, line)
-		job := migrateJob{from: get(rec, "from"), to: get(rec, "to")}
-		if job.from == "" || job.to == "" {
-			return nil, usageErr("%s: from and to are both required", where)
-		}
-		var eps [2]*remote.Endpoint
-		for i, u := range []struct{ side, val string }{{"from", job.from}, {"to", job.to}} {
-			ep, err := remote.ParseURL(u.val)
-			if err != nil {
-				return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s: %s: %w", where, u.side, err)}
-			}
-			eps[i] = ep
-		}
-		key := eps[0].String() + " -> " + eps[1].String()
-		if first, dup := seen[key]; dup {
-			return nil, usageErr("%s: the same account pair as line %d (%s)", where, first, key)
-		}
-		seen[key] = line
+	shared := map[string]string{}
+	for i := range file.Accounts {
+		a := &file.Accounts[i]
 		for _, side := range []string{"from", "to"} {
-			pw := get(rec, side+"_password")
-			if file := get(rec, side+"_password_file"); file != "" {
-				if pw != "" {
-					return nil, usageErr("%s: both %s_password and %s_password_file", where, side, side)
-				}
-				data, err := os.ReadFile(file)
-				if err != nil {
-					return nil, usageErr("%s: %s_password_file: %v", where, side, err)
-				}
-				if pw = strings.TrimRight(strings.SplitN(string(data), "\n", 2)[0], "\r"); pw == "" {
-					return nil, usageErr("%s: %s_password_file %s: empty password", where, side, file)
-				}
+			pw := &a.FromPassword
+			file, envName := o.FromPasswordFile, "IMAPCTL_FROM_PASSWORD"
+			if side == "to" {
+				pw, file, envName = &a.ToPassword, o.ToPasswordFile, "IMAPCTL_TO_PASSWORD"
 			}
-			if pw == "" {
-				if pw, err = sharedPW(side); err != nil {
+			if *pw != "" {
+				continue
+			}
+			if _, ok := shared[side]; !ok {
+				sp, err := migratePassword(e, file, envName, side)
+				if err != nil {
 					var ee *ExitError
 					if errors.As(err, &ee) {
-						ee.Err = fmt.Errorf("%s: %w", where, ee.Err)
+						ee.Err = fmt.Errorf("--accounts %s: line %d: %w", name, a.Line, ee.Err)
 					}
 					return nil, err
 				}
+				shared[side] = sp
 			}
-			if side == "from" {
-				job.fromPW = pw
-			} else {
-				job.toPW = pw
-			}
+			*pw = shared[side]
 		}
-		rows = append(rows, accountRow{line: line, job: job})
 	}
-	if len(rows) == 0 {
-		return nil, usageErr("--accounts %s: no account (only the header line)", name)
-	}
-	return rows, nil
+	return file.Accounts, nil
 }
 
 // AccountReport is one account's outcome in 'imapctl migrate --accounts'.
@@ -230,7 +126,7 @@ func runMigrateAccounts(ctx context.Context, e *env, o *MigrateOptions) error {
 	if err := o.validateShared(); err != nil {
 		return err
 	}
-	rows, err := readAccounts(e, o, o.Accounts)
+	accounts, err := readAccounts(e, o, o.Accounts)
 	if err != nil {
 		return err
 	}
@@ -241,69 +137,23 @@ func runMigrateAccounts(ctx context.Context, e *env, o *MigrateOptions) error {
 	start := time.Now()
 	var prog *ui.Progress
 	if !o.Quiet && !o.DryRun {
-		prog = ui.NewProgress(e.stderr, ui.ProgressOptions{Title: fmt.Sprintf("migrate %d accounts", len(rows)),
+		prog = ui.NewProgress(e.stderr, ui.ProgressOptions{Title: fmt.Sprintf("migrate %d accounts", len(accounts)),
 			Bar: ui.IsTerminal(e.stderr) && !o.JSON})
 	}
-	out := &AccountsReport{Accounts: make([]AccountReport, len(rows))}
-	var mu stdsync.Mutex
-	g := new(errgroup.Group)
-	g.SetLimit(o.AccountsParallel)
-	for i, row := range rows {
-		fromEP, _ := remote.ParseURL(row.job.from)
-		toEP, _ := remote.ParseURL(row.job.to)
-		ar := &out.Accounts[i]
-		ar.Line, ar.From, ar.To, ar.Status = row.line, fromEP.String(), toEP.String(), "not started"
-		if ctx.Err() != nil {
-			continue
+	results := migrate.Run(ctx, accounts, o.AccountsParallel, func(ctx context.Context, a migrate.Account) (*sync.Report, error) {
+		from, _ := remote.ParseURL(a.From)
+		if !o.Quiet && !o.JSON && prog == nil {
+			// A dry run prints its plan at the end; say what is going on.
+			_, _ = fmt.Fprintf(e.stderr, "account %s\n", a.Key())
 		}
-		g.Go(func() error {
-			if ctx.Err() != nil {
-				return nil // interrupted before its turn
-			}
-			began := time.Now()
-			prefix := fromEP.User + ": "
-			if !o.Quiet && !o.JSON && prog == nil {
-				// A dry run prints its plan at the end; say what is going on.
-				_, _ = fmt.Fprintf(e.stderr, "account %s -> %s\n", ar.From, ar.To)
-			}
-			rep, runErr := migrateAccount(ctx, o, rt, row.job, prog, prefix)
-			if rep == nil && runErr == nil {
-				runErr = errors.New("no report")
-			}
-			exit := migrateExit(ctx, runErr)
-			mu.Lock()
-			defer mu.Unlock()
-			ar.Seconds = time.Since(began).Seconds()
-			ar.Report = rep
-			ar.ExitCode, ar.Status = ExitOK, "ok"
-			if rep != nil && rep.Verified != nil && *rep.Verified {
-				ar.Status = "verified"
-			}
-			if exit != nil {
-				ar.ExitCode, ar.Error, ar.Hint = ExitFailure, exit.Error(), ""
-				var ee *ExitError
-				if errors.As(exit, &ee) {
-					ar.ExitCode, ar.Hint = ee.Code, ee.Hint
-					ar.Error = ee.Err.Error()
-					if ee.Code == ExitAuth {
-						ar.Hint = fmt.Sprintf("check the user name and password of line %d (its password columns, or the shared password when they are empty)", row.line)
-					}
-				}
-				switch ar.ExitCode {
-				case ExitInterrupted:
-					ar.Status = "interrupted"
-				case ExitPartial:
-					ar.Status = "partial"
-				default:
-					ar.Status = "failed"
-				}
-			}
-			return nil
-		})
-	}
-	_ = g.Wait() // the goroutines record their errors
+		return migrateAccount(ctx, o, rt, migrateJob{from: a.From, to: a.To, fromPW: a.FromPassword, toPW: a.ToPassword}, prog, from.User+": ")
+	})
 	if prog != nil {
 		prog.Done()
+	}
+	out := &AccountsReport{}
+	for _, res := range results {
+		out.Accounts = append(out.Accounts, accountReport(ctx, res))
 	}
 	out.Seconds = time.Since(start).Seconds()
 	out.Totals.Accounts = len(out.Accounts)
@@ -330,6 +180,43 @@ func runMigrateAccounts(ctx context.Context, e *env, o *MigrateOptions) error {
 		return err
 	}
 	return accountsExit(ctx, out)
+}
+
+// accountReport describes what became of one account, with the exit code
+// it would have had alone.
+func accountReport(ctx context.Context, res migrate.Result) AccountReport {
+	from, _ := remote.ParseURL(res.Account.From)
+	to, _ := remote.ParseURL(res.Account.To)
+	ar := AccountReport{Line: res.Account.Line, From: from.String(), To: to.String(), Status: "not started",
+		Seconds: res.Seconds, Report: res.Report}
+	if !res.Started {
+		return ar
+	}
+	ar.Status = "ok"
+	if r := res.Report; r != nil && r.Verified != nil && *r.Verified {
+		ar.Status = "verified"
+	}
+	exit := migrateExit(ctx, res.Err)
+	if exit == nil {
+		return ar
+	}
+	ar.ExitCode, ar.Error = ExitFailure, exit.Error()
+	var ee *ExitError
+	if errors.As(exit, &ee) {
+		ar.ExitCode, ar.Hint, ar.Error = ee.Code, ee.Hint, ee.Err.Error()
+		if ee.Code == ExitAuth {
+			ar.Hint = fmt.Sprintf("check the user name and password of line %d (its password columns, or the shared password when they are empty)", ar.Line)
+		}
+	}
+	switch ar.ExitCode {
+	case ExitInterrupted:
+		ar.Status = "interrupted"
+	case ExitPartial:
+		ar.Status = "partial"
+	default:
+		ar.Status = "failed"
+	}
+	return ar
 }
 
 // accountsExit is the exit code of a run over many accounts: 0 when every
