@@ -32,7 +32,7 @@ func TestParse(t *testing.T) {
 		{name: "minimal", in: "from,to\nimaps://a@old,imaps://b@new\n",
 			want: []Account{{Line: 2, From: "imaps://a@old", To: "imaps://b@new"}}},
 		{name: "columns in any order, case, spaces, comments, CRLF",
-			in: "# migration of 2026\r\nTO, From ,to_password\r\nimaps://b@new, imaps://a@old ,s3cret\r\n# done\r\n",
+			in:   "# migration of 2026\r\nTO, From ,to_password\r\nimaps://b@new, imaps://a@old ,s3cret\r\n# done\r\n",
 			want: []Account{{Line: 3, From: "imaps://a@old", To: "imaps://b@new", ToPassword: "s3cret"}}, passwords: true},
 		{name: "quoted password with a comma",
 			in:   "from,to,from_password\nimaps://a@old,imaps://b@new,\"p,w\"\"x\"\n",
