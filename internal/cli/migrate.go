@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imapctl/imapctl/internal/ui"
+	"github.com/imapctl/imapctl/pkg/migrate"
 	"github.com/imapctl/imapctl/pkg/store/remote"
 	"github.com/imapctl/imapctl/pkg/sync"
 )
@@ -188,7 +189,8 @@ func runMigrate(ctx context.Context, e *env, o *MigrateOptions) error {
 	if !o.Quiet && !o.DryRun {
 		prog = ui.NewProgress(e.stderr, ui.ProgressOptions{Title: "migrate", Bar: ui.IsTerminal(e.stderr) && !o.JSON})
 	}
-	rep, runErr := migrateAccount(ctx, o, rt, migrateJob{from: o.From, to: o.To, fromPW: fromPW, toPW: toPW}, prog, "")
+	acct := migrate.Account{From: o.From, To: o.To, FromPassword: fromPW, ToPassword: toPW}
+	rep, runErr := migrateAccount(ctx, o, rt, acct, prog, "")
 	if prog != nil {
 		prog.Done()
 	}
@@ -243,20 +245,12 @@ func (o *MigrateOptions) runtime(e *env) (*migrateRuntime, error) {
 	return rt, nil
 }
 
-// migrateJob is one account pair to migrate.
-type migrateJob struct {
-	from, to     string
-	fromPW, toPW string
-}
-
 // migrateAccount migrates one account pair: lock, connect both sides, run
 // the sync. A nil report means it failed before the sync started; the
 // error is then an *ExitError. prog may be nil; prefix names the account
 // in the progress display.
-func migrateAccount(ctx context.Context, o *MigrateOptions, rt *migrateRuntime, job migrateJob, prog *ui.Progress, prefix string) (*sync.Report, error) {
-	fromEP, _ := remote.ParseURL(job.from)
-	toEP, _ := remote.ParseURL(job.to)
-	account := fromEP.String() + " -> " + toEP.String()
+func migrateAccount(ctx context.Context, o *MigrateOptions, rt *migrateRuntime, a migrate.Account, prog *ui.Progress, prefix string) (*sync.Report, error) {
+	account := a.Key()
 	if rt.stateDir != "" && !o.DryRun {
 		unlock, err := lockAccount(rt.stateDir, account)
 		if err != nil {
@@ -268,14 +262,14 @@ func migrateAccount(ctx context.Context, o *MigrateOptions, rt *migrateRuntime, 
 		return remote.Dial(ctx, remote.Config{URL: url, Password: pw, RootCAs: rt.roots,
 			InsecureSkipVerify: o.InsecureSkipVerify, Logger: rt.log})
 	}
-	src, err := dial(job.from, job.fromPW)
+	src, err := dial(a.From, a.FromPassword)
 	if err != nil {
 		return nil, remoteErr("source", err)
 	}
 	// Closing logs out; what was copied is already acknowledged, so a failed
 	// LOGOUT changes nothing.
 	defer func() { _ = src.Close() }()
-	dst, err := dial(job.to, job.toPW)
+	dst, err := dial(a.To, a.ToPassword)
 	if err != nil {
 		return nil, remoteErr("target", err)
 	}

@@ -146,7 +146,7 @@ func runMigrateAccounts(ctx context.Context, e *env, o *MigrateOptions) error {
 			// A dry run prints its plan at the end; say what is going on.
 			_, _ = fmt.Fprintf(e.stderr, "account %s\n", a.Key())
 		}
-		return migrateAccount(ctx, o, rt, migrateJob{from: a.From, to: a.To, fromPW: a.FromPassword, toPW: a.ToPassword}, prog, from.User+": ")
+		return migrateAccount(ctx, o, rt, a, prog, from.User+": ")
 	})
 	if prog != nil {
 		prog.Done()
