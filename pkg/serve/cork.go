@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -20,6 +21,9 @@ type corkConn struct {
 	timer   *time.Timer
 	pending bool
 	err     error
+	// onRead, when set, runs (in its own goroutine) at the next Read:
+	// once the reply to the current command has gone out.
+	onRead func()
 }
 
 const (
@@ -92,11 +96,37 @@ func (c *corkConn) flushLocked() error {
 func (c *corkConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	err := c.flushLocked()
+	if fn := c.onRead; fn != nil {
+		c.onRead = nil
+		go fn()
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
 	return c.Conn.Read(p)
+}
+
+// afterReply runs fn once the reply to the command being handled has been
+// written: go-imap writes a command's reply, then reads the next command.
+func (c *corkConn) afterReply(fn func()) {
+	c.mu.Lock()
+	c.onRead = fn
+	c.mu.Unlock()
+}
+
+// corkOf returns the corkConn under c (below TLS), or nil.
+func corkOf(c net.Conn) *corkConn {
+	for {
+		switch v := c.(type) {
+		case *corkConn:
+			return v
+		case *tls.Conn:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
 }
 
 func (c *corkConn) Close() error {

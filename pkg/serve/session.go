@@ -86,7 +86,14 @@ func (sess *session) Login(username, password string) error {
 		// Slow down password guessing; drop the connection after 3 tries.
 		time.Sleep(time.Duration(sess.failures) * 200 * time.Millisecond)
 		if sess.failures >= 3 {
-			go func() { _ = sess.conn.Bye("Too many failed logins") }() // it closes the connection anyway
+			// BYE after the tagged NO, not before it (a goroutine started
+			// now could win the race to the connection).
+			bye := func() { _ = sess.conn.Bye("Too many failed logins") } // it closes the connection anyway
+			if cc := corkOf(sess.conn.NetConn()); cc != nil {
+				cc.afterReply(bye)
+			} else {
+				go bye()
+			}
 		}
 		return imapserver.ErrAuthFailed
 	}
